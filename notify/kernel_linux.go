@@ -1,0 +1,124 @@
+package notify
+
+import (
+	"errors"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// notif is struct seccomp_notif (include/uapi/linux/seccomp.h).
+type notif struct {
+	ID    uint64
+	Pid   uint32
+	Flags uint32
+	Nr    int32
+	Arch  uint32
+	IP    uint64
+	Args  [6]uint64
+}
+
+// notifResp is struct seccomp_notif_resp.
+type notifResp struct {
+	ID    uint64
+	Val   int64
+	Error int32
+	Flags uint32
+}
+
+const (
+	flagContinue = unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE
+)
+
+// Kernel is the seam between the loop and the listener fd. The real one
+// issues ioctls; tests swap in fakes.
+type Kernel struct {
+	Recv    func(fd int, n *notif) error
+	IDValid func(fd int, id uint64) error
+	Send    func(fd int, r *notifResp) error
+	// WaitReadable blocks until fd has a notification or hung up; it
+	// reports hangup. Nil means the loop blocks in Recv directly.
+	WaitReadable func(fd int) (hup bool, err error)
+	// HungUp reports, without blocking, whether every task using the
+	// filter is gone (EPOLLHUP, Linux 5.8+).
+	HungUp func(fd int) bool
+}
+
+func ioctlPtr(fd int, req uint, p unsafe.Pointer) error {
+	for {
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(p))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return e
+		}
+		return nil
+	}
+}
+
+func kernelRecv(fd int, n *notif) error {
+	*n = notif{} // the kernel insists on a zeroed buffer
+	return ioctlPtr(fd, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(n))
+}
+
+func kernelIDValid(fd int, id uint64) error {
+	return ioctlPtr(fd, unix.SECCOMP_IOCTL_NOTIF_ID_VALID, unsafe.Pointer(&id))
+}
+
+func kernelSend(fd int, r *notifResp) error {
+	return ioctlPtr(fd, unix.SECCOMP_IOCTL_NOTIF_SEND, unsafe.Pointer(r))
+}
+
+func pollFd(fd int, timeout int) (revents int16, err error) {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		_, err = unix.Poll(fds, timeout)
+		if err == unix.EINTR {
+			continue
+		}
+		return fds[0].Revents, err
+	}
+}
+
+func kernelHungUp(fd int) bool {
+	rev, err := pollFd(fd, 0)
+	return err == nil && rev&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+}
+
+func kernelWaitReadable(fd int) (bool, error) {
+	rev, err := pollFd(fd, -1)
+	if err != nil {
+		return false, err
+	}
+	if rev&unix.POLLIN != 0 {
+		return false, nil
+	}
+	return rev&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0, nil
+}
+
+// EnableSyncWakeUp asks the kernel (Linux 6.6+, SECCOMP_IOCTL_NOTIF_SET_FLAGS)
+// to wake the receiver on the trapped thread's CPU and switch to it at once:
+// the round trip drops from tens of microseconds to a few. It reports whether
+// the kernel accepted it; older kernels answer EINVAL.
+func EnableSyncWakeUp(fd int) bool {
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+		unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+	return e == 0
+}
+
+// KernelFor returns the real kernel seam for fd. With synchronous wake-up the
+// loop must sleep inside RECV (that is where the kernel hands over the CPU),
+// and those kernels also wake a blocked RECV when the filter loses its last
+// user. Without it (Linux < 6.6) a blocked RECV would never return once the
+// container is gone, so the loop polls first and sees EPOLLHUP.
+func KernelFor(syncWakeUp bool) Kernel {
+	k := Kernel{Recv: kernelRecv, IDValid: kernelIDValid, Send: kernelSend, HungUp: kernelHungUp}
+	if !syncWakeUp {
+		k.WaitReadable = kernelWaitReadable
+	}
+	return k
+}
+
+// errGone is returned when the filter has no users left.
+var errGone = errors.New("seccomp listener hung up: no task uses the filter any more")
