@@ -1,0 +1,52 @@
+# seccompagent — build, test and demo. Run as root on Debian 12 (see README).
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+
+GO       ?= go
+BIN      := bin/seccompagent
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+
+# Debian packages the build, the demo and every test tier need.
+DEB_PACKAGES := gcc gcc-multilib make pkg-config libseccomp-dev runc crun jq musl-tools busybox-static util-linux
+
+.PHONY: all deps build test demo lint clean
+
+all: build
+
+deps:
+	@if [ ! -f /etc/debian_version ]; then \
+		echo "make deps installs Debian packages; on this system install by hand:"; \
+		echo "  Go >= 1.26, gcc, pkg-config, libseccomp (>= 2.5, with headers), runc (>= 1.1) or crun (>= 0.19),"; \
+		echo "  jq, musl-gcc (musl-tools), a static busybox, util-linux (unshare)"; \
+		exit 1; \
+	fi
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: $$missing — run 'make deps' as root"; exit 1; fi; \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v $(GO) >/dev/null || { echo "Go not found: install Go >= 1.26 at /usr/local/go"; exit 1; }
+	$(GO) mod download
+
+build: deps
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/seccompagent
+
+# Every tier that exists: unit (fixtures), kernel (re-executed subprocess),
+# end-to-end (root: real runc and crun containers). Under CI=true a tier that
+# cannot run fails instead of skipping.
+test: build lint
+	$(GO) test -count=1 -timeout 30m ./...
+
+demo: deps
+	$(GO) run ./test/demo
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin build
