@@ -1,0 +1,142 @@
+package sysinfo
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/seccompagent/seccompagent/limits"
+	"github.com/seccompagent/seccompagent/notify"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// Limits is what the handler needs from limits.Reader.
+type Limits interface {
+	Memory(pid int) (limits.Memory, error)
+	Pids(pid int) (limits.Pids, error)
+	StartTime(pid int) (time.Duration, error)
+}
+
+// Host reads the values the container shares with the host: the kernel's
+// own sysinfo (for loads, and procs when no pids cgroup is visible) and the
+// boot-time clock.
+type Host struct {
+	Sysinfo  func() (unix.Sysinfo_t, error)
+	Boottime func() (time.Duration, error)
+}
+
+// RealHost reads the running kernel.
+var RealHost = Host{
+	Sysinfo: func() (unix.Sysinfo_t, error) {
+		var si unix.Sysinfo_t
+		err := unix.Sysinfo(&si)
+		return si, err
+	},
+	Boottime: func() (time.Duration, error) {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+			return 0, err
+		}
+		return time.Duration(ts.Nano()), nil
+	},
+}
+
+// Handler answers sysinfo(2) for one container.
+type Handler struct {
+	Limits Limits
+	Host   Host
+	Log    *logrus.Entry
+}
+
+var _ notify.Handler = (*Handler)(nil)
+
+var pageSize = uint64(os.Getpagesize())
+
+// Handle implements notify.Handler.
+func (h *Handler) Handle(req *notify.Request) notify.Response {
+	info, err := h.Compute(req.Tid, req.Container.InitPid)
+	if err != nil {
+		h.Log.WithFields(logrus.Fields{"tid": req.Tid, "err": err}).Debug("sysinfo: cannot compute the container view, answering with the host's")
+		return notify.Continue()
+	}
+	var buf []byte
+	addr := req.Args[0]
+	if req.ABI.Compat {
+		addr = uint64(uint32(addr))
+		buf = EncodeCompat(info, pageSize)
+	} else {
+		buf = EncodeNative(info)
+	}
+	// do_sysinfo cannot fail; the syscall fails only when copy_to_user does.
+	if err := req.Mem.Write(addr, buf); err != nil {
+		if errors.Is(err, syscall.EFAULT) {
+			return notify.Fail(syscall.EFAULT)
+		}
+		h.Log.WithFields(logrus.Fields{"tid": req.Tid, "err": err}).Debug("sysinfo: write failed, answering with the host's")
+		return notify.Continue()
+	}
+	return notify.Return(0)
+}
+
+// Compute builds the container's struct sysinfo for thread tid of the
+// container whose init is initPid (both in the agent's pid namespace).
+func (h *Handler) Compute(tid, initPid int) (Info, error) {
+	mem, err := h.Limits.Memory(tid)
+	if err != nil {
+		return Info{}, err
+	}
+	host, err := h.Host.Sysinfo()
+	if err != nil {
+		return Info{}, err
+	}
+	procs := uint64(host.Procs)
+	pids, err := h.Limits.Pids(tid)
+	switch {
+	case err == nil:
+		procs = pids.Current.Value
+	case errors.As(err, new(*limits.NoControllerError)):
+		// No pids cgroup to count threads in: keep the kernel's count.
+	default:
+		return Info{}, err
+	}
+	now, err := h.Host.Boottime()
+	if err != nil {
+		return Info{}, err
+	}
+	start, err := h.Limits.StartTime(initPid)
+	if err != nil {
+		return Info{}, err
+	}
+	return Info{
+		Uptime:    uptimeSeconds(now - start),
+		Loads:     host.Loads,
+		TotalRAM:  mem.Total,
+		FreeRAM:   saturatingSub(mem.Total, mem.Usage),
+		SharedRAM: mem.Shmem,
+		BufferRAM: 0,
+		TotalSwap: mem.SwapTotal,
+		FreeSwap:  saturatingSub(mem.SwapTotal, mem.SwapUsage),
+		Procs:     uint16(min(procs, 65535)),
+	}, nil
+}
+
+// uptimeSeconds rounds up like do_sysinfo: tv_sec + (tv_nsec ? 1 : 0).
+func uptimeSeconds(d time.Duration) int64 {
+	if d < 0 {
+		return 0
+	}
+	s := int64(d / time.Second)
+	if d%time.Second != 0 {
+		s++
+	}
+	return s
+}
+
+func saturatingSub(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
