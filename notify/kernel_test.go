@@ -270,7 +270,7 @@ func boottime(t testing.TB) time.Duration {
 func newRegistry(t testing.TB, lim fakeLimits, k affinity.Kernel, extra notify.Handler) *notify.Registry {
 	t.Helper()
 	reg := notify.NewRegistry()
-	var si notify.Handler = &sysinfo.Handler{Limits: lim, Host: sysinfo.RealHost, Log: testLog()}
+	var si notify.Handler = &sysinfo.Handler{Limits: lim, Host: sysinfo.RealHost, ProcRoot: "/proc", Log: testLog()}
 	if extra != nil {
 		si = extra
 	}
@@ -469,7 +469,7 @@ func TestKernelCallerKilledMidNotification(t *testing.T) {
 
 	c := startChild(t, "hang")
 	bh := &blockingHandler{entered: make(chan struct{}), release: make(chan struct{}),
-		inner: &sysinfo.Handler{Limits: lim, Host: sysinfo.RealHost, Log: testLog()}}
+		inner: &sysinfo.Handler{Limits: lim, Host: sysinfo.RealHost, ProcRoot: "/proc", Log: testLog()}}
 	done := runLoop(c, newRegistry(t, lim, k, bh), true)
 	select {
 	case <-bh.entered:

@@ -139,6 +139,50 @@ type agent struct {
 	kernel affinity.Kernel
 	proc   string
 	gate   *sync.RWMutex
+	inits  initPids
+}
+
+// initPids remembers each live container's init pid by container id, for
+// the exec connections that do not carry it.
+type initPids struct {
+	mu sync.Mutex
+	m  map[string]map[int]int // id -> init pid -> connections
+}
+
+func (p *initPids) add(id string, pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]map[int]int{}
+	}
+	if p.m[id] == nil {
+		p.m[id] = map[int]int{}
+	}
+	p.m[id][pid]++
+}
+
+func (p *initPids) remove(id string, pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m[id][pid]--; p.m[id][pid] <= 0 {
+		delete(p.m[id], pid)
+	}
+	if len(p.m[id]) == 0 {
+		delete(p.m, id)
+	}
+}
+
+// lookup returns the init pid of container id if exactly one is known.
+func (p *initPids) lookup(id string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.m[id]) != 1 {
+		return 0
+	}
+	for pid := range p.m[id] {
+		return pid
+	}
+	return 0
 }
 
 func (a *agent) acceptLoop(ln *net.UnixListener) {
@@ -178,7 +222,13 @@ func (a *agent) serveConn(conn *net.UnixConn) {
 	st := rcv.State.State
 	c := &notify.Container{ID: st.ID, InitPid: st.Pid, Annotations: st.Annotations}
 	if c.InitPid == 0 {
-		c.InitPid = rcv.State.Pid
+		// crun 1.8 sends neither pid for an exec: use the init we saw
+		// when the container was created (else the handlers find pid 1
+		// of the caller's pid namespace).
+		c.InitPid = a.inits.lookup(c.ID)
+	} else {
+		a.inits.add(c.ID, c.InitPid)
+		defer a.inits.remove(c.ID, c.InitPid)
 	}
 	log = log.WithFields(logrus.Fields{"container": c.ID, "pid": rcv.State.Pid, "status": st.Status})
 
@@ -188,7 +238,7 @@ func (a *agent) serveConn(conn *net.UnixConn) {
 	}
 	reg := notify.NewRegistry()
 	regErr := errors.Join(
-		reg.Register("sysinfo", &sysinfo.Handler{Limits: a.reader, Host: sysinfo.RealHost, Log: log}),
+		reg.Register("sysinfo", &sysinfo.Handler{Limits: a.reader, Host: sysinfo.RealHost, ProcRoot: a.proc, Log: log}),
 		reg.Register("sched_getaffinity", &affinity.Handler{Limits: a.reader, Kernel: a.kernel, Policy: policy, ProcRoot: a.proc, Log: log}),
 	)
 	if regErr != nil {

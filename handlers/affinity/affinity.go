@@ -109,7 +109,7 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 		return notify.Fail(syscall.ESRCH)
 	}
 	if pid != 0 {
-		t, err := translatePid(h.ProcRoot, req.Tid, int(pid))
+		t, err := notify.TranslatePid(h.ProcRoot, req.Tid, int(pid))
 		switch {
 		case errors.Is(err, syscall.ESRCH):
 			return notify.Fail(syscall.ESRCH)
@@ -183,24 +183,6 @@ func KeepLowest(mask []byte, k int) {
 
 func getaffinity(tid int, buf []byte) (int, error) {
 	r, _, e := unix.RawSyscall(unix.SYS_SCHED_GETAFFINITY, uintptr(tid), uintptr(len(buf)), uintptr(unsafe.Pointer(&buf[0])))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-// translatePid maps pid, as the thread tid sees it in its own pid namespace,
-// to the agent's pid namespace, with the nsfs ioctl NS_GET_PID_FROM_PIDNS
-// (Linux 6.8+). The kernel looks the pid up exactly as
-// find_process_by_pid would for the caller, so a pid the caller cannot see
-// is ESRCH and never another container's task.
-func translatePid(procRoot string, tid, pid int) (int, error) {
-	fd, err := unix.Open(procRoot+"/"+strconv.Itoa(tid)+"/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, fmt.Errorf("open pid namespace of %d: %w", tid, err)
-	}
-	defer unix.Close(fd)
-	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.NS_GET_PID_FROM_PIDNS, uintptr(pid))
 	if e != 0 {
 		return 0, e
 	}

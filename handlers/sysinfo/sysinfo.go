@@ -45,9 +45,10 @@ var RealHost = Host{
 
 // Handler answers sysinfo(2) for one container.
 type Handler struct {
-	Limits Limits
-	Host   Host
-	Log    *logrus.Entry
+	Limits   Limits
+	Host     Host
+	ProcRoot string
+	Log      *logrus.Entry
 }
 
 var _ notify.Handler = (*Handler)(nil)
@@ -56,7 +57,17 @@ var pageSize = uint64(os.Getpagesize())
 
 // Handle implements notify.Handler.
 func (h *Handler) Handle(req *notify.Request) notify.Response {
-	info, err := h.Compute(req.Tid, req.Container.InitPid)
+	init := req.Container.InitPid
+	if init == 0 {
+		// crun exec sends no pid at all: the container's init is pid 1
+		// of the caller's pid namespace.
+		var err error
+		if init, err = notify.TranslatePid(h.ProcRoot, req.Tid, 1); err != nil {
+			h.Log.WithFields(logrus.Fields{"tid": req.Tid, "err": err}).Debug("sysinfo: container init unknown, answering with the host's")
+			return notify.Continue()
+		}
+	}
+	info, err := h.Compute(req.Tid, init)
 	if err != nil {
 		h.Log.WithFields(logrus.Fields{"tid": req.Tid, "err": err}).Debug("sysinfo: cannot compute the container view, answering with the host's")
 		return notify.Continue()

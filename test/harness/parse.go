@@ -107,6 +107,14 @@ func ParseFree(out string) (FreeMem, error) {
 		if len(f) == 0 || f[0] != "Mem:" {
 			continue
 		}
+		// busybox prints "Mem:   " and fixed 12-character columns with no
+		// separator of their own: a "used" wider than its column (wrapped
+		// below zero, which happens when the host's /proc/meminfo cache
+		// exceeds the container's total) runs into "total". Split the
+		// first column off by position then.
+		if len(f) == 6 && len(line) > 19 && strings.HasPrefix(line, "Mem:   ") {
+			f = append([]string{"Mem:", strings.TrimSpace(line[7:19])}, strings.Fields(line[19:])...)
+		}
 		if len(f) < 7 {
 			return FreeMem{}, fmt.Errorf("free: Mem: line has %d fields, want 6 numbers: %q", len(f)-1, line)
 		}

@@ -1,0 +1,583 @@
+package limits
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Reader resolves processes to their cgroups and reads their limits. The
+// mount table is read once; every value is read afresh on every call, so
+// `runc update` and a process moving between cgroups show at once.
+type Reader struct {
+	proc string // "/proc"
+	fs   string // "/" on a real host; prefixes mount points and /sys
+
+	v1 map[string]Mount // controller -> hierarchy
+	v2 *Mount
+	// v2ctrls are the controllers the cgroup2 root offers.
+	v2ctrls map[string]bool
+	clkTck  uint64
+}
+
+// NewReader reads procRoot/self/mountinfo (the agent's own view of the
+// cgroup mounts) and procRoot/self/auxv (the clock tick rate).
+func NewReader(procRoot, fsRoot string) (*Reader, error) {
+	r := &Reader{proc: procRoot, fs: fsRoot, v1: map[string]Mount{}, v2ctrls: map[string]bool{}}
+	f, err := os.Open(filepath.Join(procRoot, "self/mountinfo"))
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := ParseMountinfo(f)
+	f.Close()
+	if err != nil {
+		return nil, &ParseError{File: f.Name(), Err: err}
+	}
+	for _, m := range mounts {
+		if m.V2 {
+			if r.v2 == nil || m.Root == "/" { // prefer the mount showing the whole tree
+				m := m
+				r.v2 = &m
+			}
+			continue
+		}
+		for _, c := range m.Controllers {
+			if old, ok := r.v1[c]; !ok || (old.Root != "/" && m.Root == "/") {
+				r.v1[c] = m
+			}
+		}
+	}
+	if r.v2 != nil {
+		file := r.host(filepath.Join(r.v2.Point, "cgroup.controllers"))
+		if b, err := os.ReadFile(file); err == nil {
+			for _, c := range strings.Fields(string(b)) {
+				r.v2ctrls[c] = true
+			}
+		}
+	}
+	if len(r.v1) == 0 && r.v2 == nil {
+		return nil, errors.New("no cgroup or cgroup2 filesystem is mounted")
+	}
+	r.clkTck, err = clockTicks(filepath.Join(procRoot, "self/auxv"))
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// clockTicks reads AT_CLKTCK from an auxv file: the USER_HZ the kernel
+// uses for /proc/<pid>/stat times.
+func clockTicks(file string) (uint64, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	const atClkTck = 17
+	for i := 0; i+16 <= len(b); i += 16 {
+		k := binary.LittleEndian.Uint64(b[i:])
+		v := binary.LittleEndian.Uint64(b[i+8:])
+		if k == atClkTck && v > 0 {
+			return v, nil
+		}
+		if k == 0 {
+			break
+		}
+	}
+	return 0, &ParseError{File: file, Err: errors.New("no AT_CLKTCK entry")}
+}
+
+func (r *Reader) host(p string) string { return filepath.Join(r.fs, p) }
+
+// Mode says which hierarchies the host uses: "v1", "v2" or "hybrid".
+func (r *Reader) Mode() string {
+	switch {
+	case len(r.v1) == 0:
+		return "v2"
+	case r.v2 != nil:
+		return "hybrid"
+	default:
+		return "v1"
+	}
+}
+
+// level is one cgroup directory on the way from a process to the root.
+type level struct {
+	cgroup string // as /proc/<pid>/cgroup names it
+	dir    string // where its files are
+}
+
+// hierarchy is where one controller's files for one process live: levels[0]
+// is the process's own cgroup, the last is the mount's root.
+type hierarchy struct {
+	v2     bool
+	levels []level
+}
+
+// hierarchyOf finds the hierarchy carrying controller for pid.
+func (r *Reader) hierarchyOf(pid int, controller string, lines []CgroupLine) (*hierarchy, error) {
+	if m, ok := r.v1[controller]; ok {
+		for _, l := range lines {
+			if slices.Contains(l.Controllers, controller) {
+				return r.walk(m, l.Path)
+			}
+		}
+		return nil, &ParseError{File: r.procFile(pid, "cgroup"), Err: fmt.Errorf("no line for the %s hierarchy", controller)}
+	}
+	if r.v2 != nil && r.v2ctrls[controller] {
+		for _, l := range lines {
+			if l.ID == 0 && len(l.Controllers) == 0 {
+				return r.walk(*r.v2, l.Path)
+			}
+		}
+		return nil, &ParseError{File: r.procFile(pid, "cgroup"), Err: errors.New("no cgroup2 (0::) line")}
+	}
+	return nil, &NoControllerError{Controller: controller}
+}
+
+// walk lists the levels from cgroup path p up to the mount's root. Both p
+// and the mount root are relative to the agent's cgroup namespace; a path
+// that leaves the mount's subtree ("/../x" from a namespace boundary) cannot
+// be read through this mount.
+func (r *Reader) walk(m Mount, p string) (*hierarchy, error) {
+	rel, ok := under(m.Root, p)
+	if !ok {
+		return nil, fmt.Errorf("cgroup %s is outside the part of the hierarchy mounted at %s (mount root %s): "+
+			"run the agent in the host's cgroup namespace", p, m.Point, m.Root)
+	}
+	h := &hierarchy{v2: m.V2}
+	for {
+		cg := m.Root
+		if len(rel) > 0 {
+			cg = strings.TrimSuffix(m.Root, "/") + "/" + strings.Join(rel, "/")
+		}
+		h.levels = append(h.levels, level{cgroup: cg, dir: r.host(filepath.Join(append([]string{m.Point}, rel...)...))})
+		if len(rel) == 0 {
+			return h, nil
+		}
+		rel = rel[:len(rel)-1]
+	}
+}
+
+// under returns p's components below root, comparing lexically without
+// letting ".." collapse (cgroup namespaces print paths like "/../../x").
+func under(root, p string) ([]string, bool) {
+	split := func(s string) []string {
+		var out []string
+		for _, c := range strings.Split(s, "/") {
+			if c != "" && c != "." {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	rc, pc := split(root), split(p)
+	if len(pc) < len(rc) || !slices.Equal(rc, pc[:len(rc)]) {
+		return nil, false
+	}
+	rest := pc[len(rc):]
+	if slices.Contains(rest, "..") {
+		return nil, false
+	}
+	return rest, true
+}
+
+func (r *Reader) procFile(pid int, name string) string {
+	return filepath.Join(r.proc, strconv.Itoa(pid), name)
+}
+
+func (r *Reader) cgroupLines(pid int) ([]CgroupLine, error) {
+	file := r.procFile(pid, "cgroup")
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	lines, err := ParseProcCgroup(f)
+	if err != nil {
+		return nil, &ParseError{File: file, Err: err}
+	}
+	return lines, nil
+}
+
+// read returns a cgroup file's text; missing reports a file that does not
+// exist (a controller not enabled at that level, or no swap accounting).
+func read(l level, name string) (text string, missing bool, err error) {
+	b, err := os.ReadFile(filepath.Join(l.dir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", true, nil
+	}
+	if err != nil {
+		return "", false, &ParseError{Path: l.cgroup, File: filepath.Join(l.dir, name), Err: err}
+	}
+	return string(b), false, nil
+}
+
+func parseErr(l level, name string, err error) error {
+	return &ParseError{Path: l.cgroup, File: filepath.Join(l.dir, name), Err: err}
+}
+
+func (l level) source(i int, name string) *Source {
+	return &Source{Cgroup: l.cgroup, Level: i, File: filepath.Join(l.dir, name)}
+}
+
+// View reads everything a process may see.
+func (r *Reader) View(pid int) (*View, error) {
+	cpu, err := r.CPU(pid)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := r.Memory(pid)
+	if err != nil {
+		return nil, err
+	}
+	pids, err := r.Pids(pid)
+	if err != nil && !errors.As(err, new(*NoControllerError)) {
+		return nil, err
+	}
+	return &View{Pid: pid, Mode: r.Mode(), CPU: cpu, Memory: mem, Pids: pids}, nil
+}
+
+// CPU reads the quota-derived CPU count and the cpuset. A process whose
+// hierarchy lacks the cpu controller has no quota (Count unlimited); one
+// with neither cpu nor cpuset is a NoControllerError.
+func (r *Reader) CPU(pid int) (CPU, error) {
+	var out CPU
+	lines, err := r.cgroupLines(pid)
+	if err != nil {
+		return out, err
+	}
+	if out.HostOnline, err = r.onlineCPUs(); err != nil {
+		return out, err
+	}
+	h, err := r.hierarchyOf(pid, "cpu", lines)
+	var noCPU bool
+	switch {
+	case errors.As(err, new(*NoControllerError)):
+		noCPU = true
+	case err != nil:
+		return out, err
+	default:
+		if err := r.quota(h, &out); err != nil {
+			return out, err
+		}
+	}
+	hs, err := r.hierarchyOf(pid, "cpuset", lines)
+	switch {
+	case errors.As(err, new(*NoControllerError)):
+		if noCPU {
+			return out, err
+		}
+	case err != nil:
+		return out, err
+	default:
+		names := []string{"cpuset.effective_cpus", "cpuset.cpus"}
+		if hs.v2 {
+			names = []string{"cpuset.cpus.effective"}
+		}
+		l := hs.levels[0]
+		for _, name := range names {
+			text, missing, err := read(l, name)
+			if err != nil {
+				return out, err
+			}
+			if missing {
+				continue
+			}
+			if _, err := ParseCPUList(text); err != nil {
+				return out, parseErr(l, name, err)
+			}
+			out.Cpuset = strings.TrimSpace(text)
+			out.CpusetSource = l.source(0, name)
+			break
+		}
+	}
+	return out, nil
+}
+
+// quota finds the ancestor with the smallest quota/period and derives
+// K = max(1, ceil(quota/period)).
+func (r *Reader) quota(h *hierarchy, out *CPU) error {
+	for i, l := range h.levels {
+		var q, p int64
+		var limited bool
+		var name string
+		if h.v2 {
+			name = "cpu.max"
+			text, missing, err := read(l, name)
+			if err != nil {
+				return err
+			}
+			if missing {
+				continue // the root, or cpu not enabled here
+			}
+			if q, p, limited, err = ParseCPUMax(text); err != nil {
+				return parseErr(l, name, err)
+			}
+		} else {
+			name = "cpu.cfs_quota_us"
+			text, missing, err := read(l, name)
+			if err != nil {
+				return err
+			}
+			if missing {
+				continue
+			}
+			if q, err = ParseInt(text); err != nil {
+				return parseErr(l, name, err)
+			}
+			if q == -1 {
+				continue
+			}
+			if q <= 0 {
+				return parseErr(l, name, fmt.Errorf("quota %d is neither -1 nor positive", q))
+			}
+			ptext, _, err := read(l, "cpu.cfs_period_us")
+			if err != nil {
+				return err
+			}
+			if p, err = ParseInt(ptext); err != nil || p <= 0 {
+				if err == nil {
+					err = fmt.Errorf("period %d is not positive", p)
+				}
+				return parseErr(l, "cpu.cfs_period_us", err)
+			}
+			limited = true
+		}
+		if !limited {
+			continue
+		}
+		// q/p < best.q/best.p  <=>  q*bestP < bestQ*p, exactly in 128 bits.
+		if out.Count.Limited && !lessRatio(q, p, out.QuotaUS, out.PeriodUS) {
+			continue
+		}
+		k := uint64((q + p - 1) / p)
+		out.Count = Value{Value: max(k, 1), Limited: true, Source: l.source(i, name)}
+		out.QuotaUS, out.PeriodUS = q, p
+	}
+	return nil
+}
+
+func lessRatio(q1, p1, q2, p2 int64) bool {
+	h1, l1 := bits.Mul64(uint64(q1), uint64(p2))
+	h2, l2 := bits.Mul64(uint64(q2), uint64(p1))
+	return h1 < h2 || (h1 == h2 && l1 < l2)
+}
+
+func (r *Reader) onlineCPUs() (int, error) {
+	file := r.host("/sys/devices/system/cpu/online")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	cpus, err := ParseCPUList(string(b))
+	if err != nil {
+		return 0, &ParseError{File: file, Err: err}
+	}
+	return len(cpus), nil
+}
+
+// PossibleCPUs returns nr_cpu_ids: the highest possible CPU id + 1, from
+// fsRoot/sys/devices/system/cpu/possible.
+func PossibleCPUs(fsRoot string) (int, error) {
+	file := filepath.Join(fsRoot, "/sys/devices/system/cpu/possible")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	cpus, err := ParseCPUList(string(b))
+	if err != nil || len(cpus) == 0 {
+		if err == nil {
+			err = errors.New("no CPUs")
+		}
+		return 0, &ParseError{File: file, Err: err}
+	}
+	return cpus[len(cpus)-1] + 1, nil
+}
+
+func (r *Reader) meminfo() (total, swap uint64, err error) {
+	file := filepath.Join(r.proc, "meminfo")
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	m, err := ParseMeminfo(f, "MemTotal", "SwapTotal")
+	if err != nil {
+		return 0, 0, &ParseError{File: file, Err: err}
+	}
+	return m["MemTotal"], m["SwapTotal"], nil
+}
+
+// Memory reads the memory and swap limits (minimum over all ancestors,
+// clamped to the host) and usage.
+func (r *Reader) Memory(pid int) (Memory, error) {
+	var out Memory
+	lines, err := r.cgroupLines(pid)
+	if err != nil {
+		return out, err
+	}
+	h, err := r.hierarchyOf(pid, "memory", lines)
+	if err != nil {
+		return out, err
+	}
+	if out.HostTotal, out.HostSwapTotal, err = r.meminfo(); err != nil {
+		return out, err
+	}
+	limitName, usageName, swapLimitName, swapUsageName := "memory.limit_in_bytes", "memory.usage_in_bytes", "memory.memsw.limit_in_bytes", "memory.memsw.usage_in_bytes"
+	if h.v2 {
+		limitName, usageName, swapLimitName, swapUsageName = "memory.max", "memory.current", "memory.swap.max", "memory.swap.current"
+	}
+	// min over ancestors; "max", the v1 sentinel and anything at or above
+	// the host's total do not limit.
+	minOver := func(name string, bound uint64) (Value, bool, error) {
+		best := Value{}
+		seen := false
+		for i, l := range h.levels {
+			text, missing, err := read(l, name)
+			if err != nil {
+				return best, seen, err
+			}
+			if missing {
+				continue
+			}
+			seen = true
+			v, limited, err := ParseMax(text)
+			if err != nil {
+				return best, seen, parseErr(l, name, err)
+			}
+			if !limited || v >= bound {
+				continue
+			}
+			if !best.Limited || v < best.Value {
+				best = Value{Value: v, Limited: true, Source: l.source(i, name)}
+			}
+		}
+		return best, seen, nil
+	}
+	if out.Limit, _, err = minOver(limitName, out.HostTotal); err != nil {
+		return out, err
+	}
+	out.Total = out.HostTotal
+	if out.Limit.Limited {
+		out.Total = out.Limit.Value
+	}
+	leaf := h.levels[0]
+	text, missing, err := read(leaf, usageName)
+	if err != nil {
+		return out, err
+	}
+	if missing {
+		return out, parseErr(leaf, usageName, os.ErrNotExist)
+	}
+	if out.Usage, err = ParseUint(text); err != nil {
+		return out, parseErr(leaf, usageName, err)
+	}
+	stat, missing, err := read(leaf, "memory.stat")
+	if err != nil {
+		return out, err
+	}
+	if missing {
+		return out, parseErr(leaf, "memory.stat", os.ErrNotExist)
+	}
+	kv, err := ParseKeyed(strings.NewReader(stat), "shmem", "total_shmem")
+	if err != nil {
+		return out, parseErr(leaf, "memory.stat", err)
+	}
+	out.Shmem = kv["shmem"]
+	if v, ok := kv["total_shmem"]; ok && !h.v2 {
+		out.Shmem = v // v1: the hierarchical count
+	}
+
+	// Swap. No accounting files: 0, not an error.
+	swapCurText, swapMissing, err := read(leaf, swapUsageName)
+	if err != nil || swapMissing {
+		return out, err
+	}
+	swapCur, err := ParseUint(swapCurText)
+	if err != nil {
+		return out, parseErr(leaf, swapUsageName, err)
+	}
+	if h.v2 {
+		if out.SwapLimit, _, err = minOver(swapLimitName, out.HostSwapTotal); err != nil {
+			return out, err
+		}
+		out.SwapUsage = swapCur
+	} else {
+		// v1 memsw counts RAM+swap: the swap allowance is what it
+		// allows beyond the RAM limit.
+		memsw, _, err := minOver(swapLimitName, ^uint64(0))
+		if err != nil {
+			return out, err
+		}
+		if memsw.Limited {
+			ram := out.Total
+			out.SwapLimit = Value{Value: sat(memsw.Value, ram), Limited: true, Source: memsw.Source}
+			if out.SwapLimit.Value >= out.HostSwapTotal {
+				out.SwapLimit.Limited = false
+			}
+		}
+		out.SwapUsage = sat(swapCur, out.Usage)
+	}
+	out.SwapTotal = out.HostSwapTotal
+	if out.SwapLimit.Limited {
+		out.SwapTotal = out.SwapLimit.Value
+	}
+	return out, nil
+}
+
+func sat(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+// Pids reads pids.current of the process's own cgroup: its tasks (threads).
+func (r *Reader) Pids(pid int) (Pids, error) {
+	lines, err := r.cgroupLines(pid)
+	if err != nil {
+		return Pids{}, err
+	}
+	h, err := r.hierarchyOf(pid, "pids", lines)
+	if err != nil {
+		return Pids{}, err
+	}
+	l := h.levels[0]
+	text, missing, err := read(l, "pids.current")
+	if err != nil {
+		return Pids{}, err
+	}
+	if missing {
+		return Pids{}, parseErr(l, "pids.current", os.ErrNotExist)
+	}
+	n, err := ParseUint(text)
+	if err != nil {
+		return Pids{}, parseErr(l, "pids.current", err)
+	}
+	return Pids{Current: Value{Value: n, Limited: true, Source: l.source(0, "pids.current")}}, nil
+}
+
+// StartTime is how long after boot pid started (/proc/<pid>/stat field 22,
+// in clock ticks).
+func (r *Reader) StartTime(pid int) (time.Duration, error) {
+	file := r.procFile(pid, "stat")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	ticks, err := ParseStartTime(string(bytes.TrimSpace(b)))
+	if err != nil {
+		return 0, &ParseError{File: file, Err: err}
+	}
+	sec := ticks / r.clkTck
+	rem := ticks % r.clkTck
+	return time.Duration(sec)*time.Second + time.Duration(rem)*time.Second/time.Duration(r.clkTck), nil
+}
