@@ -541,6 +541,7 @@ func sat(a, b uint64) uint64 {
 }
 
 // Pids reads pids.current of the process's own cgroup: its tasks (threads).
+// Current.Limited is false for a process in the root cgroup.
 func (r *Reader) Pids(pid int) (Pids, error) {
 	lines, err := r.cgroupLines(pid)
 	if err != nil {
@@ -556,6 +557,11 @@ func (r *Reader) Pids(pid int) (Pids, error) {
 		return Pids{}, err
 	}
 	if missing {
+		if len(h.levels) == 1 {
+			// The root cgroup has no pids.current: the whole host is
+			// the answer (Limited=false).
+			return Pids{}, nil
+		}
 		return Pids{}, parseErr(l, "pids.current", os.ErrNotExist)
 	}
 	n, err := ParseUint(text)

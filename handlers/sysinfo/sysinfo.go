@@ -105,8 +105,10 @@ func (h *Handler) Compute(tid, initPid int) (Info, error) {
 	procs := uint64(host.Procs)
 	pids, err := h.Limits.Pids(tid)
 	switch {
-	case err == nil:
+	case err == nil && pids.Current.Limited:
 		procs = pids.Current.Value
+	case err == nil:
+		// The root cgroup: the kernel's count is the container's.
 	case errors.As(err, new(*limits.NoControllerError)):
 		// No pids cgroup to count threads in: keep the kernel's count.
 	default:
