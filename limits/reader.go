@@ -519,9 +519,8 @@ func (r *Reader) Memory(pid int) (Memory, error) {
 		}
 		if memsw.Limited {
 			ram := out.Total
-			out.SwapLimit = Value{Value: sat(memsw.Value, ram), Limited: true, Source: memsw.Source}
-			if out.SwapLimit.Value >= out.HostSwapTotal {
-				out.SwapLimit.Limited = false
+			if swap := sat(memsw.Value, ram); swap < out.HostSwapTotal {
+				out.SwapLimit = Value{Value: swap, Limited: true, Source: memsw.Source}
 			}
 		}
 		out.SwapUsage = sat(swapCur, out.Usage)
