@@ -132,6 +132,9 @@ func run() error {
 		}
 		return errors.New("a container failed: see the table above")
 	}
+	fmt.Println("\nbusybox free takes total/free/shared from sysinfo(2) but subtracts the page cache it reads")
+	fmt.Println("from /proc/meminfo, which is still the host's: its used column is only right when /proc/meminfo")
+	fmt.Println("is virtualized too (e.g. LXCFS). Programs that size themselves use the sysinfo numbers.")
 	fmt.Printf("\nagent log: %s\n", logCopy)
 	return nil
 }
