@@ -1,0 +1,114 @@
+package notify
+
+import (
+	"io"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// fakeKernel replays notifications and records responses, so the loop's
+// decisions can be checked without a filter.
+type fakeKernel struct {
+	queue   []notif
+	invalid map[uint64]bool
+	sent    []notifResp
+}
+
+func (f *fakeKernel) seam() Kernel {
+	return Kernel{
+		Recv: func(fd int, n *notif) error {
+			if len(f.queue) == 0 {
+				return unix.ENOENT
+			}
+			*n, f.queue = f.queue[0], f.queue[1:]
+			return nil
+		},
+		IDValid: func(fd int, id uint64) error {
+			if f.invalid[id] {
+				return unix.ENOENT
+			}
+			return nil
+		},
+		Send: func(fd int, r *notifResp) error { f.sent = append(f.sent, *r); return nil },
+		// The loop ends when the queue is drained, as when the last
+		// task of a container exits.
+		HungUp: func(int) bool { return len(f.queue) == 0 },
+	}
+}
+
+func TestLoopDecisions(t *testing.T) {
+	reg := NewRegistry()
+	self := uint32(os.Getpid())
+	mustRegister := func(name string, h Handler) {
+		if err := reg.Register(name, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRegister("sysinfo", HandlerFunc(func(*Request) Response { panic("boom") }))
+	mustRegister("sched_getaffinity", HandlerFunc(func(req *Request) Response {
+		if req.ABI.Name == "i386" {
+			return Fail(syscall.Errno(5000)) // impossible errno
+		}
+		return Return(32)
+	}))
+	fk := &fakeKernel{invalid: map[uint64]bool{4: true}}
+	nr := func(name string, abi ABI) int32 {
+		for k, e := range reg.m {
+			if e.name == name && e.abi.Name == abi.Name && k.Audit == abi.Audit {
+				return k.Nr
+			}
+		}
+		t.Fatalf("%s/%s not registered", name, abi.Name)
+		return 0
+	}
+	fk.queue = []notif{
+		{ID: 1, Pid: self, Arch: AMD64.Audit, Nr: nr("sysinfo", AMD64)},           // panics -> continue
+		{ID: 2, Pid: self, Arch: AMD64.Audit, Nr: nr("sched_getaffinity", AMD64)}, // answered
+		{ID: 3, Pid: self, Arch: AMD64.Audit, Nr: 0},                              // read(2): not ours -> continue
+		{ID: 4, Pid: self, Arch: AMD64.Audit, Nr: nr("sched_getaffinity", AMD64)}, // id no longer valid -> continue
+		{ID: 5, Pid: 0, Arch: AMD64.Audit, Nr: nr("sched_getaffinity", AMD64)},    // caller invisible -> continue
+		{ID: 6, Pid: self, Arch: I386.Audit, Nr: nr("sched_getaffinity", I386)},   // impossible errno -> continue
+		{ID: 7, Pid: self, Arch: X32.Audit, Nr: nr("sched_getaffinity", X32)},     // x32 dispatch
+		{ID: 8, Pid: self, Arch: 0xdead, Nr: nr("sched_getaffinity", AMD64)},      // unknown arch -> continue
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	l := &Loop{Fd: -1, Container: &Container{ID: "c"}, Registry: reg, Kernel: fk.seam(), Log: logrus.NewEntry(log)}
+	if err := l.Run(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64]notifResp{
+		1: {ID: 1, Flags: flagContinue},
+		2: {ID: 2, Val: 32},
+		3: {ID: 3, Flags: flagContinue},
+		4: {ID: 4, Flags: flagContinue},
+		5: {ID: 5, Flags: flagContinue},
+		6: {ID: 6, Flags: flagContinue},
+		7: {ID: 7, Val: 32},
+		8: {ID: 8, Flags: flagContinue},
+	}
+	if len(fk.sent) != len(want) {
+		t.Fatalf("%d responses, want %d: %+v", len(fk.sent), len(want), fk.sent)
+	}
+	for _, r := range fk.sent {
+		if r != want[r.ID] {
+			t.Errorf("id %d: response %+v, want %+v", r.ID, r, want[r.ID])
+		}
+	}
+}
+
+func TestLoopStopsOnUnexpectedError(t *testing.T) {
+	calls := 0
+	k := Kernel{
+		Recv:   func(int, *notif) error { calls++; return unix.EBADF },
+		HungUp: func(int) bool { return false },
+	}
+	l := &Loop{Fd: -1, Registry: NewRegistry(), Kernel: k, Log: logrus.NewEntry(logrus.New())}
+	if err := l.Run(); err == nil || calls != 1 {
+		t.Fatalf("Run() = %v after %d receives; want an error at once, no spinning", err, calls)
+	}
+}
