@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +28,9 @@ type Reader struct {
 	// v2ctrls are the controllers the cgroup2 root offers.
 	v2ctrls map[string]bool
 	clkTck  uint64
+
+	host_ atomic.Pointer[hostTotals]
+	cache fileCache
 }
 
 // NewReader reads procRoot/self/mountinfo (the agent's own view of the
@@ -57,7 +62,7 @@ func NewReader(procRoot, fsRoot string) (*Reader, error) {
 	}
 	if r.v2 != nil {
 		file := r.host(filepath.Join(r.v2.Point, "cgroup.controllers"))
-		if b, err := os.ReadFile(file); err == nil {
+		if b, err := readFile(file); err == nil {
 			for _, c := range strings.Fields(string(b)) {
 				r.v2ctrls[c] = true
 			}
@@ -76,7 +81,7 @@ func NewReader(procRoot, fsRoot string) (*Reader, error) {
 // clockTicks reads AT_CLKTCK from an auxv file: the USER_HZ the kernel
 // uses for /proc/<pid>/stat times.
 func clockTicks(file string) (uint64, error) {
-	b, err := os.ReadFile(file)
+	b, err := readFile(file)
 	if err != nil {
 		return 0, err
 	}
@@ -112,6 +117,8 @@ func (r *Reader) Mode() string {
 type level struct {
 	cgroup string // as /proc/<pid>/cgroup names it
 	dir    string // where its files are
+	// cache serves limit files (see limitTTL).
+	cache *fileCache
 }
 
 // hierarchy is where one controller's files for one process live: levels[0]
@@ -158,7 +165,8 @@ func (r *Reader) walk(m Mount, p string) (*hierarchy, error) {
 		if len(rel) > 0 {
 			cg = strings.TrimSuffix(m.Root, "/") + "/" + strings.Join(rel, "/")
 		}
-		h.levels = append(h.levels, level{cgroup: cg, dir: r.host(filepath.Join(append([]string{m.Point}, rel...)...))})
+		h.levels = append(h.levels, level{cgroup: cg, dir: r.host(filepath.Join(append([]string{m.Point}, rel...)...)),
+			cache: &r.cache})
 		if len(rel) == 0 {
 			return h, nil
 		}
@@ -195,12 +203,11 @@ func (r *Reader) procFile(pid int, name string) string {
 
 func (r *Reader) cgroupLines(pid int) ([]CgroupLine, error) {
 	file := r.procFile(pid, "cgroup")
-	f, err := os.Open(file)
+	b, err := readFile(file)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	lines, err := ParseProcCgroup(f)
+	lines, err := ParseProcCgroup(bytes.NewReader(b))
 	if err != nil {
 		return nil, &ParseError{File: file, Err: err}
 	}
@@ -210,7 +217,8 @@ func (r *Reader) cgroupLines(pid int) ([]CgroupLine, error) {
 // read returns a cgroup file's text; missing reports a file that does not
 // exist (a controller not enabled at that level, or no swap accounting).
 func read(l level, name string) (text string, missing bool, err error) {
-	b, err := os.ReadFile(filepath.Join(l.dir, name))
+	path := filepath.Join(l.dir, name)
+	b, err := readFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", true, nil
 	}
@@ -220,12 +228,77 @@ func read(l level, name string) (text string, missing bool, err error) {
 	return string(b), false, nil
 }
 
+// readLimit reads a limit file (cpu.max, memory.max, memory.limit_in_bytes,
+// …) through the cache. Usage files always go through read.
+func readLimit(l level, name string) (text string, missing bool, err error) {
+	path := filepath.Join(l.dir, name)
+	if e, ok := l.cache.get(path); ok {
+		return e.text, e.missing, nil
+	}
+	text, missing, err = read(l, name)
+	if err == nil {
+		l.cache.put(path, cached{text: text, missing: missing})
+	}
+	return text, missing, err
+}
+
 func parseErr(l level, name string, err error) error {
 	return &ParseError{Path: l.cgroup, File: filepath.Join(l.dir, name), Err: err}
 }
 
 func (l level) source(i int, name string) *Source {
 	return &Source{Cgroup: l.cgroup, Level: i, File: filepath.Join(l.dir, name)}
+}
+
+// limitTTL bounds how stale a limit may be. Limits change only when an
+// operator or orchestrator updates them (runc update, a pod resize) and a
+// container's calls read the same few files every time, so they are re-read
+// at most this often: an update is seen within a second. Usage is always
+// read afresh.
+const limitTTL = 500 * time.Millisecond
+
+type cached struct {
+	text    string
+	missing bool
+	at      time.Time
+}
+
+type fileCache struct {
+	mu sync.Mutex
+	m  map[string]cached
+}
+
+func (c *fileCache) get(path string) (cached, bool) {
+	if c == nil {
+		return cached{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[path]
+	if !ok || time.Since(e.at) >= limitTTL {
+		return cached{}, false
+	}
+	return e, true
+}
+
+func (c *fileCache) put(path string, e cached) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cached{}
+	}
+	if len(c.m) >= 4096 { // cgroups come and go: drop what has expired
+		for k, v := range c.m {
+			if time.Since(v.at) >= limitTTL {
+				delete(c.m, k)
+			}
+		}
+	}
+	e.at = time.Now()
+	c.m[path] = e
 }
 
 // View reads everything a process may see.
@@ -284,7 +357,7 @@ func (r *Reader) CPU(pid int) (CPU, error) {
 		}
 		l := hs.levels[0]
 		for _, name := range names {
-			text, missing, err := read(l, name)
+			text, missing, err := readLimit(l, name)
 			if err != nil {
 				return out, err
 			}
@@ -311,7 +384,7 @@ func (r *Reader) quota(h *hierarchy, out *CPU) error {
 		var name string
 		if h.v2 {
 			name = "cpu.max"
-			text, missing, err := read(l, name)
+			text, missing, err := readLimit(l, name)
 			if err != nil {
 				return err
 			}
@@ -323,7 +396,7 @@ func (r *Reader) quota(h *hierarchy, out *CPU) error {
 			}
 		} else {
 			name = "cpu.cfs_quota_us"
-			text, missing, err := read(l, name)
+			text, missing, err := readLimit(l, name)
 			if err != nil {
 				return err
 			}
@@ -339,7 +412,7 @@ func (r *Reader) quota(h *hierarchy, out *CPU) error {
 			if q <= 0 {
 				return parseErr(l, name, fmt.Errorf("quota %d is neither -1 nor positive", q))
 			}
-			ptext, _, err := read(l, "cpu.cfs_period_us")
+			ptext, _, err := readLimit(l, "cpu.cfs_period_us")
 			if err != nil {
 				return err
 			}
@@ -373,7 +446,7 @@ func lessRatio(q1, p1, q2, p2 int64) bool {
 
 func (r *Reader) onlineCPUs() (int, error) {
 	file := r.host("/sys/devices/system/cpu/online")
-	b, err := os.ReadFile(file)
+	b, err := readFile(file)
 	if err != nil {
 		return 0, err
 	}
@@ -388,7 +461,7 @@ func (r *Reader) onlineCPUs() (int, error) {
 // fsRoot/sys/devices/system/cpu/possible.
 func PossibleCPUs(fsRoot string) (int, error) {
 	file := filepath.Join(fsRoot, "/sys/devices/system/cpu/possible")
-	b, err := os.ReadFile(file)
+	b, err := readFile(file)
 	if err != nil {
 		return 0, err
 	}
@@ -402,14 +475,34 @@ func PossibleCPUs(fsRoot string) (int, error) {
 	return cpus[len(cpus)-1] + 1, nil
 }
 
+// hostTTL is how long the host's MemTotal and SwapTotal are reused: they
+// change only on memory hotplug or swapon/swapoff, and /proc/meminfo is one
+// of the most expensive files a trapped call would read.
+const hostTTL = time.Second
+
+type hostTotals struct {
+	at          time.Time
+	total, swap uint64
+}
+
 func (r *Reader) meminfo() (total, swap uint64, err error) {
+	if h := r.host_.Load(); h != nil && time.Since(h.at) < hostTTL {
+		return h.total, h.swap, nil
+	}
+	total, swap, err = r.readMeminfo()
+	if err == nil {
+		r.host_.Store(&hostTotals{at: time.Now(), total: total, swap: swap})
+	}
+	return total, swap, err
+}
+
+func (r *Reader) readMeminfo() (total, swap uint64, err error) {
 	file := filepath.Join(r.proc, "meminfo")
-	f, err := os.Open(file)
+	b, err := readFile(file)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer f.Close()
-	m, err := ParseMeminfo(f, "MemTotal", "SwapTotal")
+	m, err := ParseMeminfo(bytes.NewReader(b), "MemTotal", "SwapTotal")
 	if err != nil {
 		return 0, 0, &ParseError{File: file, Err: err}
 	}
@@ -419,11 +512,30 @@ func (r *Reader) meminfo() (total, swap uint64, err error) {
 // Memory reads the memory and swap limits (minimum over all ancestors,
 // clamped to the host) and usage.
 func (r *Reader) Memory(pid int) (Memory, error) {
-	var out Memory
 	lines, err := r.cgroupLines(pid)
 	if err != nil {
-		return out, err
+		return Memory{}, err
 	}
+	return r.memory(pid, lines)
+}
+
+// MemoryAndPids reads what sysinfo needs with one read of
+// /proc/<pid>/cgroup. A missing pids controller is a NoControllerError
+// in pidsErr, separate from err.
+func (r *Reader) MemoryAndPids(pid int) (m Memory, p Pids, pidsErr, err error) {
+	lines, err := r.cgroupLines(pid)
+	if err != nil {
+		return m, p, nil, err
+	}
+	if m, err = r.memory(pid, lines); err != nil {
+		return m, p, nil, err
+	}
+	p, pidsErr = r.pids(pid, lines)
+	return m, p, pidsErr, nil
+}
+
+func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
+	var out Memory
 	h, err := r.hierarchyOf(pid, "memory", lines)
 	if err != nil {
 		return out, err
@@ -441,7 +553,7 @@ func (r *Reader) Memory(pid int) (Memory, error) {
 		best := Value{}
 		seen := false
 		for i, l := range h.levels {
-			text, missing, err := read(l, name)
+			text, missing, err := readLimit(l, name)
 			if err != nil {
 				return best, seen, err
 			}
@@ -546,6 +658,10 @@ func (r *Reader) Pids(pid int) (Pids, error) {
 	if err != nil {
 		return Pids{}, err
 	}
+	return r.pids(pid, lines)
+}
+
+func (r *Reader) pids(pid int, lines []CgroupLine) (Pids, error) {
 	h, err := r.hierarchyOf(pid, "pids", lines)
 	if err != nil {
 		return Pids{}, err
@@ -574,7 +690,7 @@ func (r *Reader) Pids(pid int) (Pids, error) {
 // in clock ticks).
 func (r *Reader) StartTime(pid int) (time.Duration, error) {
 	file := r.procFile(pid, "stat")
-	b, err := os.ReadFile(file)
+	b, err := readFile(file)
 	if err != nil {
 		return 0, err
 	}

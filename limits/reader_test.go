@@ -278,3 +278,40 @@ func TestRealHost(t *testing.T) {
 		t.Errorf("implausible view of this process: %+v", v)
 	}
 }
+
+// TestLimitUpdatesSeenWithinTTL: limits are cached for limitTTL, usage is
+// always fresh (runc update must show within a second).
+func TestLimitUpdatesSeenWithinTTL(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS("testdata/v2")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(filepath.Join(root, "proc"), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := filepath.Join(root, "sys/fs/cgroup/noswap")
+	m, err := r.Memory(301)
+	if err != nil || m.Total != 1073741824 {
+		t.Fatalf("Memory = %d, %v", m.Total, err)
+	}
+	write := func(name, v string) {
+		if err := os.WriteFile(filepath.Join(leaf, name), []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("memory.max", "536870912")
+	write("memory.current", "2000")
+	m, _ = r.Memory(301)
+	if m.Usage != 2000 {
+		t.Errorf("usage %d: usage must never be cached", m.Usage)
+	}
+	deadline := time.Now().Add(time.Second)
+	for m.Total != 536870912 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		m, _ = r.Memory(301)
+	}
+	if m.Total != 536870912 {
+		t.Errorf("memory.max update not seen within 1s: total %d", m.Total)
+	}
+}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/seccompagent/seccompagent/handlers/affinity"
 	"github.com/seccompagent/seccompagent/handlers/sysinfo"
+	"github.com/seccompagent/seccompagent/limits"
+	"github.com/seccompagent/seccompagent/notify"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,10 +52,23 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 	native := float64(time.Since(start).Nanoseconds()) / nativeN
 
-	for _, mode := range []string{"sync", "poll"} {
+	real, err := limits.NewReader("/proc", "/")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// "+cgroups" reads the caller's real cgroup files on every call, as the
+	// agent does; the others isolate the protocol cost with fixed limits.
+	for _, mode := range []string{"sync", "poll", "sync+cgroups"} {
 		b.Run(mode, func(b *testing.B) {
 			c := startChild(b, "bench:"+strconv.Itoa(max(b.N, 1000)))
-			done := runLoop(c, newRegistry(b, fakeLimits{start: boottime(b)}, k, nil), mode == "sync")
+			reg := newRegistry(b, fakeLimits{start: boottime(b)}, k, nil)
+			if mode == "sync+cgroups" {
+				reg = notify.NewRegistry()
+				if err := reg.Register("sysinfo", &sysinfo.Handler{Limits: real, Host: sysinfo.RealHost, ProcRoot: "/proc", Log: testLog()}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			done := runLoop(c, reg, mode != "poll")
 			b.ResetTimer()
 			if err := c.cmd.Wait(); err != nil {
 				b.Fatalf("child: %v", err)

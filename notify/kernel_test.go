@@ -191,11 +191,9 @@ type fakeLimits struct{ start time.Duration }
 func (fakeLimits) CPU(int) (limits.CPU, error) {
 	return limits.CPU{Count: limits.Value{Value: 1, Limited: true}}, nil
 }
-func (fakeLimits) Memory(int) (limits.Memory, error) {
-	return limits.Memory{Total: 256 << 20, Usage: 100 << 20, Shmem: 1 << 20, SwapTotal: 64 << 20, SwapUsage: 4 << 20}, nil
-}
-func (fakeLimits) Pids(int) (limits.Pids, error) {
-	return limits.Pids{Current: limits.Value{Value: 7, Limited: true}}, nil
+func (fakeLimits) MemoryAndPids(int) (limits.Memory, limits.Pids, error, error) {
+	return limits.Memory{Total: 256 << 20, Usage: 100 << 20, Shmem: 1 << 20, SwapTotal: 64 << 20, SwapUsage: 4 << 20},
+		limits.Pids{Current: limits.Value{Value: 7, Limited: true}}, nil, nil
 }
 func (f fakeLimits) StartTime(int) (time.Duration, error) { return f.start, nil }
 

@@ -3,6 +3,7 @@ package sysinfo
 import (
 	"errors"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -14,8 +15,7 @@ import (
 
 // Limits is what the handler needs from limits.Reader.
 type Limits interface {
-	Memory(pid int) (limits.Memory, error)
-	Pids(pid int) (limits.Pids, error)
+	MemoryAndPids(pid int) (limits.Memory, limits.Pids, error, error)
 	StartTime(pid int) (time.Duration, error)
 }
 
@@ -49,6 +49,8 @@ type Handler struct {
 	Host     Host
 	ProcRoot string
 	Log      *logrus.Entry
+
+	start atomic.Pointer[started]
 }
 
 var _ notify.Handler = (*Handler)(nil)
@@ -94,7 +96,7 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 // Compute builds the container's struct sysinfo for thread tid of the
 // container whose init is initPid (both in the agent's pid namespace).
 func (h *Handler) Compute(tid, initPid int) (Info, error) {
-	mem, err := h.Limits.Memory(tid)
+	mem, pids, pidsErr, err := h.Limits.MemoryAndPids(tid)
 	if err != nil {
 		return Info{}, err
 	}
@@ -103,8 +105,7 @@ func (h *Handler) Compute(tid, initPid int) (Info, error) {
 		return Info{}, err
 	}
 	procs := uint64(host.Procs)
-	pids, err := h.Limits.Pids(tid)
-	switch {
+	switch err := pidsErr; {
 	case err == nil && pids.Current.Limited:
 		procs = pids.Current.Value
 	case err == nil:
@@ -118,7 +119,7 @@ func (h *Handler) Compute(tid, initPid int) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	start, err := h.Limits.StartTime(initPid)
+	start, err := h.startTime(initPid)
 	if err != nil {
 		return Info{}, err
 	}
@@ -133,6 +134,24 @@ func (h *Handler) Compute(tid, initPid int) (Info, error) {
 		FreeSwap:  saturatingSub(mem.SwapTotal, mem.SwapUsage),
 		Procs:     uint16(min(procs, 65535)),
 	}, nil
+}
+
+// startTime caches the init's start time: it never changes while the init
+// lives, and the init outlives every call from its container.
+func (h *Handler) startTime(pid int) (time.Duration, error) {
+	if c := h.start.Load(); c != nil && c.pid == pid {
+		return c.at, nil
+	}
+	at, err := h.Limits.StartTime(pid)
+	if err == nil {
+		h.start.Store(&started{pid: pid, at: at})
+	}
+	return at, err
+}
+
+type started struct {
+	pid int
+	at  time.Duration
 }
 
 // uptimeSeconds rounds up like do_sysinfo: tv_sec + (tv_nsec ? 1 : 0).
