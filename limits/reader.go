@@ -17,8 +17,11 @@ import (
 )
 
 // Reader resolves processes to their cgroups and reads their limits. The
-// mount table is read once; every value is read afresh on every call, so
-// `runc update` and a process moving between cgroups show at once.
+// mount table and the clock tick rate are read once. /proc/<pid>/cgroup and
+// every usage file are read afresh on every call, so a process moving between
+// cgroups shows at once; limit files (and the host's MemTotal/SwapTotal) are
+// re-read at most every limitTTL (hostTTL), so `runc update` shows within a
+// second. A Reader is safe for concurrent use.
 type Reader struct {
 	proc string // "/proc"
 	fs   string // "/" on a real host; prefixes mount points and /sys
@@ -61,11 +64,16 @@ func NewReader(procRoot, fsRoot string) (*Reader, error) {
 		}
 	}
 	if r.v2 != nil {
+		// An empty cgroup.controllers is normal (the unified mount of a
+		// hybrid host); an unreadable one is not, and must not quietly
+		// turn a v2 host into "no controllers".
 		file := r.host(filepath.Join(r.v2.Point, "cgroup.controllers"))
-		if b, err := readFile(file); err == nil {
-			for _, c := range strings.Fields(string(b)) {
-				r.v2ctrls[c] = true
-			}
+		b, err := readFile(file)
+		if err != nil {
+			return nil, &ParseError{File: file, Err: err}
+		}
+		for _, c := range strings.Fields(string(b)) {
+			r.v2ctrls[c] = true
 		}
 	}
 	if len(r.v1) == 0 && r.v2 == nil {
@@ -156,8 +164,7 @@ func (r *Reader) hierarchyOf(pid int, controller string, lines []CgroupLine) (*h
 func (r *Reader) walk(m Mount, p string) (*hierarchy, error) {
 	rel, ok := under(m.Root, p)
 	if !ok {
-		return nil, fmt.Errorf("cgroup %s is outside the part of the hierarchy mounted at %s (mount root %s): "+
-			"run the agent in the host's cgroup namespace", p, m.Point, m.Root)
+		return nil, &UnreachableError{Cgroup: p, MountRoot: m.Root, MountPoint: m.Point}
 	}
 	h := &hierarchy{v2: m.V2}
 	for {
@@ -318,9 +325,14 @@ func (r *Reader) View(pid int) (*View, error) {
 	return &View{Pid: pid, Mode: r.Mode(), CPU: cpu, Memory: mem, Pids: pids}, nil
 }
 
-// CPU reads the quota-derived CPU count and the cpuset. A process whose
-// hierarchy lacks the cpu controller has no quota (Count unlimited); one
-// with neither cpu nor cpuset is a NoControllerError.
+// CPU reads the quota-derived CPU count and the cpuset.
+//
+// Without a cpu controller no quota can apply to the process, so Count is
+// unlimited with no Source: that is the kernel's own truth, not a fallback,
+// and the cpuset (which the kernel already applies to every affinity mask)
+// is still reported. Only when neither cpu nor cpuset is mounted is there
+// nothing to say, and CPU returns a NoControllerError so the caller answers
+// with the host's mask.
 func (r *Reader) CPU(pid int) (CPU, error) {
 	var out CPU
 	lines, err := r.cgroupLines(pid)
@@ -457,6 +469,10 @@ func (r *Reader) onlineCPUs() (int, error) {
 	return len(cpus), nil
 }
 
+// PossibleCPUs returns nr_cpu_ids under the reader's filesystem root (see
+// the function PossibleCPUs).
+func (r *Reader) PossibleCPUs() (int, error) { return PossibleCPUs(r.fs) }
+
 // PossibleCPUs returns nr_cpu_ids: the highest possible CPU id + 1, from
 // fsRoot/sys/devices/system/cpu/possible.
 func PossibleCPUs(fsRoot string) (int, error) {
@@ -548,7 +564,7 @@ func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
 		limitName, usageName, swapLimitName, swapUsageName = "memory.max", "memory.current", "memory.swap.max", "memory.swap.current"
 	}
 	// min over ancestors; "max", the v1 sentinel and anything at or above
-	// the host's total do not limit.
+	// the host's total (or bound) do not limit.
 	minOver := func(name string, bound uint64) (Value, bool, error) {
 		best := Value{}
 		seen := false
@@ -574,7 +590,7 @@ func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
 		}
 		return best, seen, nil
 	}
-	if out.Limit, _, err = minOver(limitName, out.HostTotal); err != nil {
+	if out.Limit, _, err = minOver(limitName, min(out.HostTotal, v1Unlimited)); err != nil {
 		return out, err
 	}
 	out.Total = out.HostTotal
@@ -625,7 +641,7 @@ func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
 	} else {
 		// v1 memsw counts RAM+swap: the swap allowance is what it
 		// allows beyond the RAM limit.
-		memsw, _, err := minOver(swapLimitName, ^uint64(0))
+		memsw, _, err := minOver(swapLimitName, v1Unlimited)
 		if err != nil {
 			return out, err
 		}
@@ -643,6 +659,13 @@ func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
 	}
 	return out, nil
 }
+
+// v1Unlimited is what memory.limit_in_bytes and memory.memsw.limit_in_bytes
+// read when no limit is set: PAGE_COUNTER_MAX pages (LONG_MAX / PAGE_SIZE)
+// times the 4 KiB page size (mm/memcontrol-v1.c). Values at or above it do
+// not limit. RAM limits are also bounded by the host's MemTotal, which is
+// always far below it.
+const v1Unlimited = 9223372036854771712
 
 func sat(a, b uint64) uint64 {
 	if b > a {

@@ -32,7 +32,7 @@ func eqSource(a, b *Source) bool {
 }
 
 func TestModes(t *testing.T) {
-	for name, want := range map[string]string{"v1-hybrid": "hybrid", "v1-comounted": "v1", "v2": "v2", "cgroupns": "v2"} {
+	for name, want := range map[string]string{"v1-hybrid": "hybrid", "v1-comounted": "v1", "v2": "v2", "cgroupns": "v2", "v1-mountroot": "v1"} {
 		if got := fixture(t, name).Mode(); got != want {
 			t.Errorf("%s: Mode() = %s, want %s", name, got, want)
 		}

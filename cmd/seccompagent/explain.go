@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/seccompagent/seccompagent/limits"
@@ -54,7 +53,7 @@ func renderExplain(w io.Writer, v *limits.View) error {
 
 	c := v.CPU
 	cpus := "all"
-	why := "no CPU quota at any level"
+	why := "no limit: host value (no CPU quota at any level)"
 	if c.Count.Limited {
 		cpus = fmt.Sprint(c.Count.Value)
 		why = fmt.Sprintf("quota %d/%d us, %s", c.QuotaUS, c.PeriodUS, decided(c.Count.Source))
@@ -62,11 +61,13 @@ func renderExplain(w io.Writer, v *limits.View) error {
 	fmt.Fprintf(tw, "CPUs (sched_getaffinity)\t%s\t%d\t%s\n", cpus, c.HostOnline, why)
 	if c.CpusetSource != nil {
 		n, _ := limits.ParseCPUList(c.Cpuset)
-		fmt.Fprintf(tw, "cpuset\t%s (%d)\t%d online\tthe kernel applies it to every mask; read from %s\n", c.Cpuset, len(n), c.HostOnline, c.CpusetSource.File)
+		cs := c.CpusetSource
+		fmt.Fprintf(tw, "cpuset\t%s (%d)\t%d online\tapplied by the kernel to every mask; read from %s (level %d, cgroup %s)\n",
+			c.Cpuset, len(n), c.HostOnline, cs.File, cs.Level, cs.Cgroup)
 	}
 
 	m := v.Memory
-	why = "no memory limit below the host's RAM"
+	why = "no limit: host value (no memory limit below the host's RAM)"
 	if m.Limit.Limited {
 		why = decided(m.Limit.Source)
 	}
@@ -78,7 +79,7 @@ func renderExplain(w io.Writer, v *limits.View) error {
 	}
 	fmt.Fprintf(tw, "memory free (freeram)\t%s\t\ttotal - used\n", humanBytes(free))
 	fmt.Fprintf(tw, "shared (sharedram)\t%s\t\tshmem in memory.stat\n", humanBytes(m.Shmem))
-	why = "no swap limit: the host's swap"
+	why = "no limit: host value (no swap limit)"
 	switch {
 	case m.SwapLimit.Limited:
 		why = decided(m.SwapLimit.Source)
@@ -89,34 +90,39 @@ func renderExplain(w io.Writer, v *limits.View) error {
 	fmt.Fprintf(tw, "swap used\t%s\t\t\n", humanBytes(m.SwapUsage))
 
 	if v.Pids.Current.Limited {
-		fmt.Fprintf(tw, "tasks (procs)\t%d\t\tfrom %s\n", v.Pids.Current.Value, v.Pids.Current.Source.File)
+		s := v.Pids.Current.Source
+		fmt.Fprintf(tw, "tasks (procs)\t%d\t\tcounted in %s (level %d, cgroup %s)\n", v.Pids.Current.Value, s.File, s.Level, s.Cgroup)
 	} else {
-		fmt.Fprintf(tw, "tasks (procs)\thost's\t\tno pids cgroup below the root\n")
+		fmt.Fprintf(tw, "tasks (procs)\thost's\t\tno limit: host value (no pids cgroup below the root)\n")
 	}
 	return tw.Flush()
 }
 
+// decided names the file that set a number and where it sits: level 0 is
+// the process's own cgroup, level N is N directories above it.
 func decided(s *limits.Source) string {
 	if s == nil {
-		return ""
+		return "no limit: host value"
 	}
-	lvl := "its own cgroup"
-	if s.Level > 0 {
-		lvl = fmt.Sprintf("%d level%s up", s.Level, map[bool]string{true: "s", false: ""}[s.Level > 1])
-	}
-	return fmt.Sprintf("limited by %s (%s, cgroup %s)", s.File, lvl, s.Cgroup)
+	return fmt.Sprintf("limited by %s (level %d, cgroup %s)", s.File, s.Level, s.Cgroup)
 }
 
+// humanBytes prints n in binary units with one decimal, truncated rather
+// than rounded so that a value just below a unit never reads as the unit
+// ("1023.9 MiB", not "1024 MiB").
 func humanBytes(n uint64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	f := float64(n)
 	i := 0
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
+	for n>>(10*i) >= 1024 && i < len(units)-1 {
 		i++
 	}
 	if i == 0 {
 		return fmt.Sprintf("%d B", n)
 	}
-	return strings.TrimSuffix(fmt.Sprintf("%.1f", f), ".0") + " " + units[i]
+	whole := n >> (10 * i)
+	tenths := (n - whole<<(10*i)) * 10 >> (10 * i)
+	if tenths == 0 {
+		return fmt.Sprintf("%d %s", whole, units[i])
+	}
+	return fmt.Sprintf("%d.%d %s", whole, tenths, units[i])
 }

@@ -107,7 +107,7 @@ func TestExplainRealNestedCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatalf("explain: %v", err)
 	}
-	for _, want := range []string{"128 MiB", "quota 50000/100000 us", "1 level up", filepath.Join(cpu, parent, "cpu.cfs_quota_us")} {
+	for _, want := range []string{"128 MiB", "quota 50000/100000 us", "(level 1, cgroup /" + parent + ")", filepath.Join(cpu, parent, "cpu.cfs_quota_us")} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("explain text lacks %q:\n%s", want, text)
 		}
