@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"errors"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -119,6 +118,3 @@ func KernelFor(syncWakeUp bool) Kernel {
 	}
 	return k
 }
-
-// errGone is returned when the filter has no users left.
-var errGone = errors.New("seccomp listener hung up: no task uses the filter any more")

@@ -25,17 +25,12 @@ type Loop struct {
 	// shutdown can take it for writing and know nothing is half answered.
 	Gate *sync.RWMutex
 	Log  *logrus.Entry
-
-	openMem func(procRoot string, tid int) (*procMem, error)
 }
 
 // Run receives and answers notifications until the listener hangs up
 // (returns nil) or fails in a way retrying cannot fix (returns the error).
 // It never closes Fd: the caller owns it.
 func (l *Loop) Run() error {
-	if l.openMem == nil {
-		l.openMem = openProcMem
-	}
 	if l.ProcRoot == "" {
 		l.ProcRoot = "/proc"
 	}
@@ -108,7 +103,7 @@ func (l *Loop) answer(n *notif) (resp Response) {
 		log.Debug("caller not visible from the agent's pid namespace: continue")
 		return Continue()
 	}
-	mem, err := l.openMem(l.ProcRoot, int(n.Pid))
+	mem, err := openProcMem(l.ProcRoot, int(n.Pid))
 	if err != nil {
 		log.WithError(err).Debug("open caller memory: continue")
 		return Continue()

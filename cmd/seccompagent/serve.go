@@ -246,9 +246,9 @@ func (a *agent) serveConn(conn *net.UnixConn) {
 		// answered CONTINUE then, which is the kernel's answer.
 		log.WithError(regErr).Error("cannot resolve syscall numbers")
 	}
-	sync := notify.EnableSyncWakeUp(rcv.Fd)
-	loop := &notify.Loop{Fd: rcv.Fd, Container: c, Registry: reg, Kernel: notify.KernelFor(sync), ProcRoot: a.proc, Gate: a.gate, Log: log}
-	log.WithField("sync_wake_up", sync).Info("container attached")
+	syncWake := notify.EnableSyncWakeUp(rcv.Fd)
+	loop := &notify.Loop{Fd: rcv.Fd, Container: c, Registry: reg, Kernel: notify.KernelFor(syncWake), ProcRoot: a.proc, Gate: a.gate, Log: log}
+	log.WithField("sync_wake_up", syncWake).Info("container attached")
 	if err := loop.Run(); err != nil {
 		log.WithError(err).Error("notification loop stopped; trapped calls of this container now fail with ENOSYS")
 	}
