@@ -1,0 +1,73 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	ocihook "github.com/seccompagent/seccompagent/oci-hook"
+)
+
+func init() {
+	commands["inject"] = command{"turn interception on in an OCI bundle's config.json (plain runc/crun)", runInject}
+}
+
+// runInject applies the oci-hook modifier to a bundle, for people who run
+// runc or crun by hand instead of through seccompagent-runtime. The
+// container is enabled unless its config says seccompagent.io/enable=false
+// (or SECCOMPAGENT_ENABLE=false); --force-enable overrides that.
+func runInject(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bundle := fs.String("bundle", "", "OCI bundle directory holding config.json (required)")
+	socket := fs.String("socket", ocihook.DefaultSocket, "agent socket to write as linux.seccomp.listenerPath")
+	force := fs.Bool("force-enable", false, "intercept even when the config says seccompagent.io/enable=false or SECCOMPAGENT_ENABLE=false")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *bundle == "" {
+		return errors.New("--bundle is required: the directory holding config.json")
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	path := filepath.Join(*bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	mod := ocihook.Modifier{Socket: *socket, DefaultEnabled: true, ForceEnable: *force}
+	out, res, err := mod.ModifyConfig(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if !res.Enabled {
+		_, err := fmt.Fprintf(stdout, "%s: the container turns interception off (%s=false); nothing changed, --force-enable overrides it\n", path, ocihook.AnnotationEnable)
+		return err
+	}
+	if res.Changed {
+		if err := ocihook.WriteConfig(path, out); err != nil {
+			return err
+		}
+	}
+	switch {
+	case len(res.Trapped) == 0:
+		fmt.Fprintf(stdout, "%s: nothing trapped, the seccomp profile does not allow %s\n", path, strings.Join(res.Syscalls, " or "))
+		return nil
+	case res.Changed:
+		fmt.Fprintf(stdout, "%s: %s now answered by the agent at %s\n", path, strings.Join(res.Trapped, ", "), *socket)
+	default:
+		fmt.Fprintf(stdout, "%s: already set up (%s via %s)\n", path, strings.Join(res.Trapped, ", "), *socket)
+	}
+	if err := ocihook.CheckAgent(*socket); err != nil {
+		fmt.Fprintf(stderr, "note: %v; runc and crun refuse to start this container until it is\n", err)
+	}
+	return nil
+}
