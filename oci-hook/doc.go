@@ -4,5 +4,20 @@
 // listenerPath.
 //
 // It must never weaken the existing profile: deny rules, defaultAction,
-// architectures and flags stay untouched.
+// architectures and flags stay untouched, a call the profile does not allow
+// is left to the profile, and an allow rule with conditions becomes a notify
+// rule with the same conditions. It never notifies anything but the calls the
+// agent answers (never write(2)), never makes notify the defaultAction, and
+// never replaces another agent's listenerPath.
+//
+// A container asks through the seccompagent.io/enable, /syscalls and /cpus
+// annotations, or SECCOMPAGENT_ENABLE, _SYSCALLS and _CPUS in process.env
+// (Docker 20.10 passes no annotations); the effective options are written
+// back as annotations, which runc and crun forward to the agent.
+//
+// Modifier.ModifyConfig works on config.json bytes and keeps every member
+// specs-go does not know, including the includes/excludes filters of docker
+// and podman profile templates; Modifier.Modify is the same edit on a
+// specs.Spec. cmd/seccompagent-runtime (an OCI runtime wrapper) and
+// `seccompagent inject` are its two users.
 package ocihook

@@ -31,6 +31,14 @@ var (
 	buildOut  []byte
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if wrapper != "" {
+		os.RemoveAll(filepath.Dir(wrapper))
+	}
+	os.Exit(code)
+}
+
 // buildWrapper builds this command once per test binary.
 func buildWrapper(t *testing.T) string {
 	t.Helper()
