@@ -33,6 +33,7 @@ deps:
 
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/seccompagent
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/seccompagent-runtime ./oci-hook/cmd/seccompagent-runtime
 
 # Every tier that exists: unit (fixtures), kernel (re-executed subprocess),
 # end-to-end (root: real runc and crun containers). Under CI=true a tier that

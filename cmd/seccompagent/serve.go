@@ -17,12 +17,10 @@ import (
 	"github.com/seccompagent/seccompagent/handlers/sysinfo"
 	"github.com/seccompagent/seccompagent/limits"
 	"github.com/seccompagent/seccompagent/notify"
+	ocihook "github.com/seccompagent/seccompagent/oci-hook"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
-
-// DefaultSocket is where runtimes find the agent (linux.seccomp.listenerPath).
-const DefaultSocket = "/run/seccompagent/seccompagent.sock"
 
 func init() {
 	commands["serve"] = command{"run the agent: answer trapped syscalls for containers", runServe}
@@ -31,7 +29,7 @@ func init() {
 func runServe(args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	socket := fs.String("socket", DefaultSocket, "unix socket runtimes connect to (linux.seccomp.listenerPath)")
+	socket := fs.String("socket", ocihook.DefaultSocket, "unix socket runtimes connect to (linux.seccomp.listenerPath)")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	procRoot := fs.String("proc", "/proc", "procfs mount to read processes from")
@@ -212,7 +210,9 @@ func (a *agent) serveConn(conn *net.UnixConn) {
 	rcv, err := notify.ReceiveState(conn, 5*time.Second)
 	conn.Close()
 	if errors.Is(err, notify.ErrNoData) {
-		log.Info("runtime connected and hung up without a container state (crun does this when container setup fails)")
+		// seccompagent-runtime checks the socket this way before every
+		// container; crun does it too when container setup fails.
+		log.Debug("connection closed without a container state")
 		return
 	}
 	if err != nil {
