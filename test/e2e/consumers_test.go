@@ -1,0 +1,753 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/seccompagent/seccompagent/test/harness"
+	"github.com/seccompagent/seccompagent/test/testenv"
+)
+
+// The consumer matrix: real programs, unmodified, in one limited runc
+// container (256 MiB, quota 50000/100000 on this 2-CPU host), without and
+// with the agent. Each row asserts what the program must see and the test
+// rewrites test/consumers.md with what they did see.
+
+// consumersMD is the generated table, relative to the module root.
+const consumersMD = "test/consumers.md"
+
+// Scripts written into the consumer rootfs (the host's interpreters run
+// them through the read-only /usr bind mount).
+const (
+	pythonScript = `import os, sys
+print("python_version=" + sys.version.split()[0])
+print("sched_getaffinity=%d" % len(os.sched_getaffinity(0)))
+print("cpu_count=%d" % os.cpu_count())
+print("phys_bytes=%d" % (os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")))
+`
+	nodeScript = `const os = require("os");
+console.log("node_version=" + process.version);
+console.log("available_parallelism=" + os.availableParallelism());
+console.log("cpus_length=" + os.cpus().length);
+console.log("totalmem=" + os.totalmem());
+if (typeof process.constrainedMemory === "function") {
+  console.log("constrained_memory=" + (process.constrainedMemory() || 0));
+}
+`
+)
+
+// Host programs the matrix runs, with the Debian package that provides each.
+const (
+	hostNproc   = "/usr/bin/nproc"
+	hostPython  = "/usr/bin/python3"
+	hostNode    = "/usr/bin/node"
+	hostJava    = "/usr/bin/java"
+	pkgNproc    = "coreutils"
+	pkgPython   = "python3"
+	pkgNode     = "nodejs"
+	pkgJava     = "openjdk-17-jre-headless"
+	muslBin     = "/musl/bin/"
+	glibcProbe  = "/glibc/probe"
+	goOld       = "/go/gomaxprocs-go1.24"
+	goNew       = "/go/gomaxprocs-go1.26"
+	javaClasses = "/java"
+)
+
+// Commands, one output section each (no single quotes: SectionedCommand
+// strips them from the section names).
+const (
+	cmdNproc       = "nproc"
+	cmdFree        = "free"
+	cmdUptime      = "uptime"
+	cmdMuslNproc   = muslBin + "nproc"
+	cmdMuslFree    = muslBin + "free"
+	cmdMuslUptime  = muslBin + "uptime"
+	cmdMuslTop     = muslBin + "top -b -n 1 | " + muslBin + "head -n 2"
+	cmdMuslProbe   = "/probe"
+	cmdGlibcProbe  = glibcProbe
+	cmdCoreNproc   = hostNproc
+	cmdPython      = hostPython + " -I /consumers/probe.py"
+	cmdGoOld       = goOld
+	cmdGoNew       = goNew
+	cmdNode        = hostNode + " /consumers/probe.js"
+	cmdJava        = hostJava + " -cp " + javaClasses + " Probe"
+	cmdJavaNoCtr   = hostJava + " -XX:-UseContainerSupport -cp " + javaClasses + " Probe"
+	javaStartLimit = 2 * time.Minute
+)
+
+// consumerSetup is the consumer rootfs, built once per test binary.
+type consumerSetup struct {
+	rootfs  string
+	mounts  []specs.Mount
+	err     error // the rootfs itself
+	muslErr error // musl busybox (cold build: apt-get source + ~40 s)
+	goErr   error
+	javaErr error
+	glibc   error
+}
+
+var (
+	consumersOnce sync.Once
+	consumerBuild consumerSetup
+)
+
+// buildConsumerRootfs builds the test rootfs plus everything the matrix
+// runs: musl busybox, the glibc probe, the two Go builds, the Java class,
+// the Python and Node scripts, and the mount points for the host's /usr.
+func buildConsumerRootfs() consumerSetup {
+	consumersOnce.Do(func() {
+		s := &consumerBuild
+		s.rootfs = filepath.Join(workDir, "consumers-rootfs")
+		if s.err = harness.BuildRootfs(s.rootfs); s.err != nil {
+			return
+		}
+		if dir, err := harness.MuslBusyboxDir(); err != nil {
+			s.muslErr = err
+		} else if bin, err := harness.BuildMuslBusybox(dir); err != nil {
+			s.muslErr = err
+		} else {
+			s.muslErr = harness.InstallMuslBusybox(s.rootfs, bin)
+		}
+		s.glibc = harness.BuildGlibcProbe(filepath.Join(s.rootfs, glibcProbe))
+		goWork := filepath.Join(workDir, "go-consumers")
+		if s.goErr = harness.BuildGoMaxprocs("1.24", goWork, filepath.Join(s.rootfs, goOld)); s.goErr == nil {
+			s.goErr = harness.BuildGoMaxprocs("1.26", goWork, filepath.Join(s.rootfs, goNew))
+		}
+		if _, err := os.Stat(hostJava); err == nil {
+			s.javaErr = harness.CompileJavaProbe(hostJava, filepath.Join(s.rootfs, javaClasses))
+		}
+		dir := filepath.Join(s.rootfs, "consumers")
+		if s.err = os.MkdirAll(dir, 0o755); s.err != nil {
+			return
+		}
+		if s.err = os.WriteFile(filepath.Join(dir, "probe.py"), []byte(pythonScript), 0o644); s.err != nil {
+			return
+		}
+		if s.err = os.WriteFile(filepath.Join(dir, "probe.js"), []byte(nodeScript), 0o644); s.err != nil {
+			return
+		}
+		s.mounts, s.err = harness.HostProgramMounts(s.rootfs)
+	})
+	return consumerBuild
+}
+
+// consumerEnv is what the checks compare against.
+type consumerEnv struct {
+	hostCPUs int64
+	memTotal int64 // host MemTotal, bytes
+	// host uptime around the run without the agent.
+	upBefore, upAfter time.Duration
+	// time from starting the with-agent container to its end.
+	elapsedWith time.Duration
+	// cgroupV2: the memory controller is on the unified hierarchy.
+	cgroupV2 bool
+}
+
+// reading is one value a program printed: a number to check and the text
+// to show in the table.
+type reading struct {
+	v    int64
+	show string
+}
+
+// consumerRow is one line of the matrix.
+type consumerRow struct {
+	program string // table: program
+	asks    string // table: what it asks
+	expect  string // table: expected
+	cmd     string // the command (section) that prints it
+	// need is a host path the program needs ("" for what the test builds)
+	// and the Debian package that provides it.
+	need, pkg string
+	// built is the error of building the program, if the test builds it.
+	// A build that fails is a test failure, except for musl busybox
+	// (optional: its cold build needs apt and the network), which is a
+	// skip outside CI.
+	built    func(consumerSetup) error
+	optional bool
+	read     func(out string) (reading, error)
+	check    func(e consumerEnv, withAgent bool, v int64) error
+}
+
+// Reading helpers -------------------------------------------------------
+
+func keyReading(key string, show func(int64) string) func(string) (reading, error) {
+	return func(out string) (reading, error) {
+		p := harness.ParseProbe(out)
+		n, err := p.Int(key)
+		if err != nil {
+			return reading{}, fmt.Errorf("%w in %q", err, harness.Trim(out, 300))
+		}
+		return reading{n, show(n)}, nil
+	}
+}
+
+// pagesReading multiplies a probe's page count by its pagesize.
+func pagesReading(key string) func(string) (reading, error) {
+	return func(out string) (reading, error) {
+		p := harness.ParseProbe(out)
+		n, err := p.Int(key)
+		if err != nil {
+			return reading{}, err
+		}
+		pg, err := p.Int("pagesize")
+		if err != nil {
+			return reading{}, err
+		}
+		return reading{n * pg, fmt.Sprintf("%d pages = %s", n, fmtBytes(n*pg))}, nil
+	}
+}
+
+func plain(n int64) string { return strconv.FormatInt(n, 10) }
+
+func bytesShow(n int64) string { return fmtBytes(n) }
+
+func nprocReading(out string) (reading, error) {
+	n, err := harness.ParseNproc(out)
+	return reading{int64(n), strconv.Itoa(n)}, err
+}
+
+func freeReading(out string) (reading, error) {
+	f, err := harness.ParseFree(out)
+	return reading{int64(f.Total) * 1024, fmt.Sprintf("total %d KiB", f.Total)}, err
+}
+
+// uptimeShowRE picks the "up ..." part of uptime's output for the table.
+var uptimeShowRE = regexp.MustCompile(`\bup\s+(.*?),\s+(?:\d+ users?,\s+)?load`)
+
+func uptimeReading(out string) (reading, error) {
+	d, err := harness.ParseUptime(out)
+	if err != nil {
+		return reading{}, err
+	}
+	show := strings.TrimSpace(out)
+	if m := uptimeShowRE.FindStringSubmatch(out); m != nil {
+		show = "up " + strings.Join(strings.Fields(m[1]), " ")
+	}
+	return reading{int64(d), show}, nil
+}
+
+// topMemRE matches busybox top's first line: "Mem: 123K used, 456K free, ...".
+var topMemRE = regexp.MustCompile(`Mem:\s+(\d+)K used,\s+(\d+)K free`)
+
+func topReading(out string) (reading, error) {
+	m := topMemRE.FindStringSubmatch(out)
+	if m == nil {
+		return reading{}, fmt.Errorf("top: no Mem: line in %q", harness.Trim(out, 300))
+	}
+	used, _ := strconv.ParseInt(m[1], 10, 64)
+	free, _ := strconv.ParseInt(m[2], 10, 64)
+	return reading{(used + free) * 1024, fmt.Sprintf("used+free %d KiB", used+free)}, nil
+}
+
+// fmtBytes prints n in MiB or GiB with one decimal.
+func fmtBytes(n int64) string {
+	switch {
+	case n >= 10<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%d B", n)
+	}
+}
+
+// Checks -----------------------------------------------------------------
+
+// cpusByAgent: host CPUs without the agent, ceil(quota/period) with it.
+func cpusByAgent(e consumerEnv, with bool, v int64) error {
+	want := e.hostCPUs
+	if with {
+		want = wantCPUs
+	}
+	if v != want {
+		return fmt.Errorf("got %d CPUs, want %d", v, want)
+	}
+	return nil
+}
+
+// cpusUnchanged: the host's CPUs either way (the program reads a file).
+func cpusUnchanged(e consumerEnv, _ bool, v int64) error {
+	if v != e.hostCPUs {
+		return fmt.Errorf("got %d CPUs, want the host's %d", v, e.hostCPUs)
+	}
+	return nil
+}
+
+// cpusFixed: the same count either way (the program applies the quota itself).
+func cpusFixed(want int64) func(consumerEnv, bool, int64) error {
+	return func(_ consumerEnv, _ bool, v int64) error {
+		if v != want {
+			return fmt.Errorf("got %d, want %d", v, want)
+		}
+		return nil
+	}
+}
+
+// memByAgent: host MemTotal without the agent, the 256 MiB limit with it.
+func memByAgent(e consumerEnv, with bool, v int64) error {
+	want := e.memTotal
+	if with {
+		want = memLimit
+	}
+	if v != want {
+		return fmt.Errorf("got %d bytes, want %d", v, want)
+	}
+	return nil
+}
+
+// memUnchanged: host MemTotal either way (the program reads /proc/meminfo).
+func memUnchanged(e consumerEnv, _ bool, v int64) error {
+	if v != e.memTotal {
+		return fmt.Errorf("got %d bytes, want the host's MemTotal %d", v, e.memTotal)
+	}
+	return nil
+}
+
+// memFixed: exactly the limit either way (the program reads cgroup files).
+func memFixed(_ consumerEnv, _ bool, v int64) error {
+	if v != memLimit {
+		return fmt.Errorf("got %d bytes, want the %d limit", v, memLimit)
+	}
+	return nil
+}
+
+// avphysByAgent: free memory below the host's total without the agent,
+// and within the limit with it.
+func avphysByAgent(e consumerEnv, with bool, v int64) error {
+	limit := e.memTotal
+	if with {
+		limit = memLimit
+	}
+	if v <= 0 || v > limit {
+		return fmt.Errorf("got %d bytes, want 0 < free <= %d", v, limit)
+	}
+	if !with && v <= memLimit {
+		return fmt.Errorf("got %d bytes of free host memory, want more than the container's %d (is the host that full?)", v, memLimit)
+	}
+	return nil
+}
+
+// uptimeByAgent: the host's uptime without the agent, at most the
+// container's lifetime with it (minute resolution for busybox).
+func uptimeByAgent(e consumerEnv, with bool, v int64) error {
+	d := time.Duration(v)
+	if with {
+		if d > e.elapsedWith {
+			return fmt.Errorf("uptime %v, want at most the container's %v", d, e.elapsedWith)
+		}
+		return nil
+	}
+	if d < e.upBefore.Truncate(time.Minute)-time.Minute || d > e.upAfter {
+		return fmt.Errorf("uptime %v, want the host's %v..%v", d, e.upBefore, e.upAfter)
+	}
+	return nil
+}
+
+// heapChecks: the JVM's maxMemory. With its container support it sizes the
+// heap from memory.limit_in_bytes either way; without it, from
+// sysconf(_SC_PHYS_PAGES) (glibc: sysinfo), so the agent's answer decides.
+func heapFromLimit(_ consumerEnv, _ bool, v int64) error {
+	if v <= 0 || v > memLimit/2 {
+		return fmt.Errorf("maxMemory %s, want a heap sized from the 256 MiB limit (at most half of it)", fmtBytes(v))
+	}
+	return nil
+}
+
+func heapByAgent(e consumerEnv, with bool, v int64) error {
+	if with {
+		return heapFromLimit(e, with, v)
+	}
+	if v <= memLimit {
+		return fmt.Errorf("maxMemory %s, want a heap sized from the host's %s", fmtBytes(v), fmtBytes(e.memTotal))
+	}
+	return nil
+}
+
+// The matrix -------------------------------------------------------------
+
+func consumerRows(e consumerEnv) []consumerRow {
+	muslBuilt := func(s consumerSetup) error { return s.muslErr }
+	goBuilt := func(s consumerSetup) error { return s.goErr }
+	javaBuilt := func(s consumerSetup) error { return s.javaErr }
+	glibcBuilt := func(s consumerSetup) error { return s.glibc }
+	cpuAgent := fmt.Sprintf("with: %d (ceil(%d/%d)); without: host's %d", wantCPUs, cpuQuota, cpuPeriod, e.hostCPUs)
+	memAgent := fmt.Sprintf("with: 256.0 MiB (the limit); without: host's %s", fmtBytes(e.memTotal))
+	unchangedCPUs := fmt.Sprintf("unchanged: host's %d either way", e.hostCPUs)
+	unchangedMem := fmt.Sprintf("unchanged: host's %s either way", fmtBytes(e.memTotal))
+	upAgent := "with: the container's (since its init started); without: the host's"
+	goNewWithout := min(e.hostCPUs, max(2, int64(wantCPUs)))
+	return []consumerRow{
+		{program: "busybox 1.35 `nproc` (glibc static, Debian busybox-static)", asks: "sched_getaffinity(2)",
+			expect: cpuAgent, cmd: cmdNproc, read: nprocReading, check: cpusByAgent},
+		{program: "busybox `free` (glibc)", asks: "sysinfo(2) totalram (used/buff/cache: /proc/meminfo)",
+			expect: memAgent, cmd: cmdFree, read: freeReading, check: memByAgent},
+		{program: "busybox `uptime` (glibc)", asks: "sysinfo(2) uptime",
+			expect: upAgent, cmd: cmdUptime, read: uptimeReading, check: uptimeByAgent},
+		{program: "busybox 1.35 `nproc` (musl static, Debian source, = Alpine)", asks: "sched_getaffinity(2)",
+			expect: cpuAgent, cmd: cmdMuslNproc, built: muslBuilt, optional: true, read: nprocReading, check: cpusByAgent},
+		{program: "busybox `free` (musl)", asks: "sysinfo(2) totalram (used/buff/cache: /proc/meminfo)",
+			expect: memAgent, cmd: cmdMuslFree, built: muslBuilt, optional: true, read: freeReading, check: memByAgent},
+		{program: "busybox `uptime` (musl)", asks: "sysinfo(2) uptime",
+			expect: upAgent, cmd: cmdMuslUptime, built: muslBuilt, optional: true, read: uptimeReading, check: uptimeByAgent},
+		{program: "busybox `top` Mem: line (musl)", asks: "/proc/meminfo, /proc/stat (files only)",
+			expect: unchangedMem + ": a syscall supervisor cannot change /proc files",
+			cmd:    cmdMuslTop, built: muslBuilt, optional: true, read: topReading, check: memUnchanged},
+		{program: "musl 1.2.3 `sysconf(_SC_NPROCESSORS_ONLN)` (/probe)", asks: "sched_getaffinity(2)",
+			expect: cpuAgent, cmd: cmdMuslProbe, read: keyReading("nprocs_onln", plain), check: cpusByAgent},
+		{program: "musl `sysconf(_SC_NPROCESSORS_CONF)`", asks: "sched_getaffinity(2)",
+			expect: cpuAgent, cmd: cmdMuslProbe, read: keyReading("nprocs_conf", plain), check: cpusByAgent},
+		{program: "musl `get_nprocs()`", asks: "sched_getaffinity(2)",
+			expect: cpuAgent, cmd: cmdMuslProbe, read: keyReading("get_nprocs", plain), check: cpusByAgent},
+		{program: "musl `sysconf(_SC_PHYS_PAGES)`", asks: "sysinfo(2) totalram",
+			expect: memAgent, cmd: cmdMuslProbe, read: pagesReading("phys_pages"), check: memByAgent},
+		{program: "musl `sysconf(_SC_AVPHYS_PAGES)`", asks: "sysinfo(2) freeram",
+			expect: "with: ≤ 256 MiB (limit − usage); without: host's free memory",
+			cmd:    cmdMuslProbe, read: pagesReading("avphys_pages"), check: avphysByAgent},
+		{program: "glibc 2.36 `sysconf(_SC_NPROCESSORS_ONLN)` (probe.c, gcc -static)", asks: "/sys/devices/system/cpu/online (a file)",
+			expect: unchangedCPUs, cmd: cmdGlibcProbe, built: glibcBuilt, read: keyReading("nprocs_onln", plain), check: cpusUnchanged},
+		{program: "glibc `sysconf(_SC_NPROCESSORS_CONF)`", asks: "/sys/devices/system/cpu (a directory)",
+			expect: unchangedCPUs, cmd: cmdGlibcProbe, built: glibcBuilt, read: keyReading("nprocs_conf", plain), check: cpusUnchanged},
+		{program: "glibc `get_nprocs()`", asks: "/sys/devices/system/cpu/online (a file)",
+			expect: unchangedCPUs, cmd: cmdGlibcProbe, built: glibcBuilt, read: keyReading("get_nprocs", plain), check: cpusUnchanged},
+		{program: "glibc `sysconf(_SC_PHYS_PAGES)`", asks: "sysinfo(2) totalram",
+			expect: memAgent, cmd: cmdGlibcProbe, built: glibcBuilt, read: pagesReading("phys_pages"), check: memByAgent},
+		{program: "coreutils 9.1 `nproc` (/usr/bin/nproc)", asks: "sched_getaffinity(2) (gnulib)",
+			expect: cpuAgent, cmd: cmdCoreNproc, need: hostNproc, pkg: pkgNproc, read: nprocReading, check: cpusByAgent},
+		{program: "Python 3 `len(os.sched_getaffinity(0))`", asks: "sched_getaffinity(2)",
+			expect: cpuAgent, cmd: cmdPython, need: hostPython, pkg: pkgPython, read: keyReading("sched_getaffinity", plain), check: cpusByAgent},
+		{program: "Python 3 `os.cpu_count()`", asks: "glibc sysconf: /sys/devices/system/cpu/online",
+			expect: unchangedCPUs, cmd: cmdPython, need: hostPython, pkg: pkgPython, read: keyReading("cpu_count", plain), check: cpusUnchanged},
+		{program: "Python 3 `os.sysconf('SC_PHYS_PAGES')` × page size", asks: "glibc sysconf: sysinfo(2)",
+			expect: memAgent, cmd: cmdPython, need: hostPython, pkg: pkgPython, read: keyReading("phys_bytes", bytesShow), check: memByAgent},
+		{program: "Go, go.mod `go 1.24`: `runtime.NumCPU()`", asks: "sched_getaffinity(2) at start",
+			expect: cpuAgent, cmd: cmdGoOld, built: goBuilt, read: keyReading("numcpu", plain), check: cpusByAgent},
+		{program: "Go, go.mod `go 1.24`: `GOMAXPROCS`", asks: "= NumCPU (containermaxprocs=0)",
+			expect: cpuAgent, cmd: cmdGoOld, built: goBuilt, read: keyReading("gomaxprocs", plain), check: cpusByAgent},
+		{program: "Go, go.mod `go 1.26`: `runtime.NumCPU()`", asks: "sched_getaffinity(2) at start",
+			expect: cpuAgent, cmd: cmdGoNew, built: goBuilt, read: keyReading("numcpu", plain), check: cpusByAgent},
+		{program: "Go, go.mod `go 1.26`: `GOMAXPROCS`", asks: "min(sched_getaffinity, max(2, ceil(quota))) — quota read from cgroup files",
+			expect: fmt.Sprintf("with: %d (the agent's mask is below Go's floor of 2); without: min(%d CPUs, max(2, 1)) = %d",
+				wantCPUs, e.hostCPUs, goNewWithout),
+			cmd: cmdGoNew, built: goBuilt, read: keyReading("gomaxprocs", plain),
+			check: func(e consumerEnv, with bool, v int64) error {
+				want := goNewWithout
+				if with {
+					want = min(int64(wantCPUs), goNewWithout)
+				}
+				if v != want {
+					return fmt.Errorf("GOMAXPROCS %d, want %d", v, want)
+				}
+				return nil
+			}},
+		{program: "Node `os.availableParallelism()`", asks: "sched_getaffinity(2) (libuv)",
+			expect: cpuAgent, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("available_parallelism", plain), check: cpusByAgent},
+		{program: "Node `os.cpus().length`", asks: "/proc/cpuinfo, /proc/stat (files)",
+			expect: unchangedCPUs, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("cpus_length", plain), check: cpusUnchanged},
+		{program: "Node `os.totalmem()`", asks: "/proc/meminfo (a file)",
+			expect: unchangedMem, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("totalmem", bytesShow), check: memUnchanged},
+		{program: "Node `process.constrainedMemory()`", asks: "cgroup memory limit file (libuv)",
+			expect: "256.0 MiB either way (reads the cgroup itself; libuv < 1.45: v1 only)", cmd: cmdNode, need: hostNode, pkg: pkgNode,
+			read: keyReading("constrained_memory", bytesShow),
+			check: func(e consumerEnv, with bool, v int64) error {
+				// Debian 12's node uses the system libuv 1.44, which reads
+				// only cgroup v1's memory.limit_in_bytes (v2: from 1.45).
+				if v == 0 && e.cgroupV2 {
+					return nil
+				}
+				return memFixed(e, with, v)
+			}},
+		{program: "OpenJDK 17 `Runtime.availableProcessors()`", asks: "min(sched_getaffinity, cgroup cpu quota): container support reads cgroup files",
+			expect: fmt.Sprintf("%d either way: the agent's mask agrees with the JVM's own quota reading", wantCPUs),
+			cmd:    cmdJava, need: hostJava, pkg: pkgJava, built: javaBuilt,
+			read: keyReading("available_processors", plain), check: cpusFixed(wantCPUs)},
+		{program: "OpenJDK 17 `Runtime.maxMemory()`", asks: "memory.limit_in_bytes / memory.max (container support)",
+			expect: "the same either way: heap sized from the 256 MiB limit",
+			cmd:    cmdJava, need: hostJava, pkg: pkgJava, built: javaBuilt,
+			read: keyReading("max_memory", bytesShow), check: heapFromLimit},
+		{program: "OpenJDK 17 `-XX:-UseContainerSupport` `availableProcessors()`", asks: "sched_getaffinity(2)",
+			expect: cpuAgent, cmd: cmdJavaNoCtr, need: hostJava, pkg: pkgJava, built: javaBuilt,
+			read: keyReading("available_processors", plain), check: cpusByAgent},
+		{program: "OpenJDK 17 `-XX:-UseContainerSupport` `maxMemory()`", asks: "glibc sysconf(_SC_PHYS_PAGES): sysinfo(2)",
+			expect: "with: the same heap as with container support (from 256 MiB); without: from the host's RAM",
+			cmd:    cmdJavaNoCtr, need: hostJava, pkg: pkgJava, built: javaBuilt,
+			read: keyReading("max_memory", bytesShow), check: heapByAgent},
+	}
+}
+
+// consumerRun is the output of one matrix container.
+type consumerRun struct {
+	sections map[string]string
+	stdout   string
+	elapsed  time.Duration
+}
+
+// runMatrix runs every command in one limited runc container (with the
+// cgroup filesystem and the host's /usr mounted read-only).
+func runMatrix(t *testing.T, s consumerSetup, cmds []string, agent *harness.Agent) consumerRun {
+	t.Helper()
+	listener := ""
+	if agent != nil {
+		listener = agent.Socket
+	}
+	b, err := harness.NewBundle(t.TempDir(), s.rootfs, harness.BundleOptions{
+		Args:         harness.SectionedCommand(cmds...),
+		MemoryLimit:  memLimit,
+		CPUQuota:     cpuQuota,
+		CPUPeriod:    cpuPeriod,
+		ListenerPath: listener,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddMounts(append([]specs.Mount{harness.CgroupMount()}, s.mounts...)...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), javaStartLimit)
+	defer cancel()
+	start := time.Now()
+	stdout, stderr, err := harness.Runc.Run(ctx, b, "consumers-"+harness.UniqueID())
+	r := consumerRun{stdout: stdout, elapsed: time.Since(start)}
+	if err != nil {
+		t.Fatalf("matrix container failed: %v\nstdout:\n%s\nstderr:\n%s%s", err, stdout, stderr, agentLog(agent))
+	}
+	if strings.TrimSpace(stderr) != "" {
+		t.Logf("matrix container stderr:\n%s", stderr)
+	}
+	r.sections = harness.SplitSections(stdout)
+	return r
+}
+
+// sectionKey is SplitSections' name for cmd.
+func sectionKey(cmd string) string { return strings.ReplaceAll(cmd, "'", "") }
+
+// TestConsumers runs the consumer matrix and rewrites test/consumers.md.
+func TestConsumers(t *testing.T) {
+	rt := harness.Runc
+	requireE2E(t, rt)
+	s := buildConsumerRootfs()
+	if s.err != nil {
+		t.Fatalf("consumer rootfs did not build: %v", s.err)
+	}
+	hostCPUs, err := harness.HostOnlineCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	memTotal, err := harness.HostMemTotal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := consumerEnv{hostCPUs: int64(hostCPUs), memTotal: int64(memTotal)}
+	if _, v2, err := harness.CgroupDir("memory", "/"); err == nil {
+		e.cgroupV2 = v2
+	}
+	rows := consumerRows(e)
+
+	// Only the programs this host has (and the test could build) run; the
+	// others are reported per row below.
+	var cmds []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if rowMissing(r, s) != "" || seen[r.cmd] {
+			continue
+		}
+		seen[r.cmd] = true
+		cmds = append(cmds, r.cmd)
+	}
+
+	a := startAgent(t)
+	e.upBefore, _ = harness.HostUptime()
+	without := runMatrix(t, s, cmds, nil)
+	e.upAfter, _ = harness.HostUptime()
+	with := runMatrix(t, s, cmds, a)
+	e.elapsedWith = with.elapsed
+	t.Logf("matrix containers: without agent %v, with agent %v", without.elapsed.Round(time.Millisecond), with.elapsed.Round(time.Millisecond))
+	t.Logf("without agent:\n%s", without.stdout)
+	t.Logf("with agent:\n%s", with.stdout)
+
+	results := make([]rowResult, len(rows))
+	for i, r := range rows {
+		res := &results[i]
+		res.row = r
+		t.Run(fmt.Sprintf("%02d", i+1), func(t *testing.T) {
+			if r.built != nil {
+				if err := r.built(s); err != nil {
+					res.note = "not built"
+					if !r.optional {
+						t.Fatalf("%s: %v", r.program, err)
+					}
+					testenv.Require(t, false, fmt.Sprintf("%s: %v", r.program, err))
+				}
+			}
+			if r.need != "" {
+				if _, err := harness.HostProgram(r.need, r.pkg); err != nil {
+					res.note = "not installed (" + r.pkg + ")"
+					testenv.Require(t, false, fmt.Sprintf("%s: %v", r.program, err))
+				}
+			}
+			res.ran = true
+			for _, side := range []struct {
+				with bool
+				run  consumerRun
+				dst  *reading
+				ok   *bool
+			}{{false, without, &res.without, &res.withoutOK}, {true, with, &res.with, &res.withOK}} {
+				name := map[bool]string{false: "without agent", true: "with agent"}[side.with]
+				out, ok := side.run.sections[sectionKey(r.cmd)]
+				if !ok {
+					t.Errorf("%s %s: no output section for %q", r.program, name, r.cmd)
+					continue
+				}
+				rd, err := r.read(out)
+				if err != nil {
+					t.Errorf("%s %s: %v", r.program, name, err)
+					*side.dst = reading{show: "unreadable: " + harness.Trim(out, 60)}
+					continue
+				}
+				*side.dst = rd
+				if err := r.check(e, side.with, rd.v); err != nil {
+					t.Errorf("%s %s: %v (expected %s)", r.program, name, err, r.expect)
+					continue
+				}
+				*side.ok = true
+			}
+		})
+	}
+
+	// The JVM must agree with itself: with the agent, the heap it sizes
+	// from sysinfo (no container support) equals the one it sizes from the
+	// cgroup files.
+	if p1, p2 := harness.ParseProbe(with.sections[sectionKey(cmdJava)]), harness.ParseProbe(with.sections[sectionKey(cmdJavaNoCtr)]); p1["max_memory"] != "" {
+		if p1["max_memory"] != p2["max_memory"] {
+			t.Errorf("JVM with the agent: maxMemory %s with container support, %s without: the agent's sysinfo and the JVM's cgroup reading disagree",
+				p1["max_memory"], p2["max_memory"])
+		}
+	}
+
+	writeConsumersMD(t, e, results, versions(with.sections))
+}
+
+// rowMissing says why a row's program cannot run here ("" if it can).
+func rowMissing(r consumerRow, s consumerSetup) string {
+	if r.built != nil && r.built(s) != nil {
+		return "not built"
+	}
+	if r.need != "" {
+		if _, err := os.Stat(r.need); err != nil {
+			return "not installed"
+		}
+	}
+	return ""
+}
+
+// rowResult is what one row saw.
+type rowResult struct {
+	row               consumerRow
+	ran               bool
+	note              string
+	without, with     reading
+	withoutOK, withOK bool
+}
+
+// versions collects the programs' own version lines for the notes.
+func versions(sections map[string]string) []string {
+	var out []string
+	for _, c := range []struct{ cmd, key, what string }{
+		{cmdPython, "python_version", "Python"},
+		{cmdNode, "node_version", "Node"},
+		{cmdJava, "java_version", "Java"},
+		{cmdGoNew, "go_version", "Go toolchain"},
+	} {
+		if v := harness.ParseProbe(sections[sectionKey(c.cmd)])[c.key]; v != "" {
+			out = append(out, c.what+" "+v)
+		}
+	}
+	return out
+}
+
+// writeConsumersMD rewrites test/consumers.md from this run.
+func writeConsumersMD(t *testing.T, e consumerEnv, results []rowResult, vers []string) {
+	t.Helper()
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	cgv := "v1"
+	if e.cgroupV2 {
+		cgv = "v2"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# What real programs see\n\n")
+	fmt.Fprintf(&b, "Generated by `make consumers` (`go test ./test/e2e -run TestConsumers`); every run rewrites this file.\n\n")
+	fmt.Fprintf(&b, "One runc container limited to 256 MiB and %d/%d µs of CPU (half a CPU), run once without and once with the agent, "+
+		"on a %d-CPU host with %s of RAM (%s, cgroup %s). The container mounts its cgroup filesystem read-only at /sys/fs/cgroup "+
+		"(as Docker and Kubernetes do) and the host's /usr read-only, so Debian's own python3, node and java run unmodified. "+
+		"Each row is asserted by the test; \"expected\" says what and why.\n\n",
+		cpuQuota, cpuPeriod, e.hostCPUs, fmtBytes(e.memTotal), runtime.GOARCH, cgv)
+	fmt.Fprintf(&b, "| program | what it asks | without agent | with agent | expected |\n")
+	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- |\n")
+	for _, r := range results {
+		without, with := cell(r, r.without, r.withoutOK), cell(r, r.with, r.withOK)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", mdEscape(r.row.program), mdEscape(r.row.asks), without, with, mdEscape(r.row.expect))
+	}
+	b.WriteString(consumersNotes)
+	if len(vers) > 0 {
+		fmt.Fprintf(&b, "\nVersions in this run: %s.\n", strings.Join(vers, ", "))
+	}
+	path := filepath.Join(root, consumersMD)
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Errorf("write %s: %v", path, err)
+		return
+	}
+	t.Logf("wrote %s", path)
+}
+
+func cell(r rowResult, rd reading, ok bool) string {
+	if !r.ran {
+		return "— (" + r.note + ")"
+	}
+	s := mdEscape(rd.show)
+	if !ok {
+		s += " **(unexpected)**"
+	}
+	return s
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+const consumersNotes = `
+Notes:
+
+- **Files are not syscalls.** busybox ` + "`top`" + `, Node's ` + "`os.cpus()`/`os.totalmem()`" + ` and glibc's
+  ` + "`sysconf(_SC_NPROCESSORS_*)`/`get_nprocs()`" + ` (hence Python's ` + "`os.cpu_count()`" + `) read /proc or
+  /sys; a seccomp supervisor cannot change what they see (LXCFS can, for /proc). glibc does use
+  sysinfo(2) for ` + "`_SC_PHYS_PAGES`" + `, so every glibc program that sizes itself from physical memory
+  (Python's ` + "`os.sysconf`" + `, the JVM without container support) sees the limit.
+- **Go.** The go line of the main module's go.mod picks the GODEBUG defaults. With ` + "`go 1.24`" + `,
+  GOMAXPROCS = NumCPU = the sched_getaffinity count, so the agent takes it from the host's CPUs to
+  the quota. From ` + "`go 1.25`" + ` on (containermaxprocs=1), the runtime also reads the cgroup's CPU
+  quota itself, but rounds it up to at least 2: on its own it gives min(CPUs, max(2, ceil(quota))),
+  i.e. 2 for half a CPU. The agent's mask is the other term of that min, so with the agent a
+  half-CPU container gets GOMAXPROCS 1, below Go's own floor. On hosts with many CPUs both lower
+  GOMAXPROCS; on this 2-CPU host only the agent changes it. Go ≥ 1.25 also re-reads both about once
+  a second (updatemaxprocs), so every Go program keeps asking the agent.
+- **The JVM** (OpenJDK 17, container support on by default) reads the cgroup files itself:
+  availableProcessors() = min(sched_getaffinity count, ceil(quota)) and the heap is sized from
+  memory.limit_in_bytes / memory.max. With the agent its syscall view (sched_getaffinity, and
+  sysinfo behind glibc's _SC_PHYS_PAGES, shown with -XX:-UseContainerSupport) agrees with its
+  cgroup view: the same CPU count and the same heap.
+- busybox ` + "`free`" + ` takes total/free/shared from sysinfo(2) but subtracts the page cache it reads from
+  /proc/meminfo: only its total and free columns are the agent's (see README).
+`
