@@ -9,9 +9,10 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 
 # Debian packages the build, the demo and every test tier need.
-DEB_PACKAGES := gcc gcc-multilib make pkg-config libseccomp-dev runc crun jq musl-tools busybox-static util-linux
+DEB_PACKAGES := gcc gcc-multilib make pkg-config libseccomp-dev runc crun jq musl-tools busybox-static util-linux \
+	dpkg-dev python3 nodejs openjdk-17-jre-headless
 
-.PHONY: all deps build test demo lint clean
+.PHONY: all deps build test demo consumers lint clean
 
 all: build
 
@@ -19,7 +20,8 @@ deps:
 	@if [ ! -f /etc/debian_version ]; then \
 		echo "make deps installs Debian packages; on this system install by hand:"; \
 		echo "  Go >= 1.26, gcc, pkg-config, libseccomp (>= 2.5, with headers), runc (>= 1.1) or crun (>= 0.19),"; \
-		echo "  jq, musl-gcc (musl-tools), a static busybox, util-linux (unshare)"; \
+		echo "  jq, musl-gcc (musl-tools), a static busybox, util-linux (unshare), gcc -m32 (multilib),"; \
+		echo "  dpkg-dev and deb-src access (apt-get source busybox), python3, nodejs, OpenJDK 17"; \
 		exit 1; \
 	fi
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -43,6 +45,10 @@ test: build lint
 
 demo: deps
 	$(GO) run ./test/demo
+
+# What real programs see, with and without the agent: regenerates test/consumers.md.
+consumers: deps
+	$(GO) test -count=1 -timeout 20m -run 'TestConsumers' -v ./test/e2e
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
