@@ -39,9 +39,9 @@ func runMain(m *testing.M) int {
 	if os.Geteuid() == 0 {
 		// Build failures are reported by the tests that need the result,
 		// so the control tests still run when the agent does not build.
-		rootfsDir = filepath.Join(workDir, "rootfs")
-		rootfsErr = harness.BuildRootfs(rootfsDir)
-		agentBin, agentErr = harness.BuildAgent(filepath.Join(workDir, "bin"))
+		// $SECCOMPAGENT_E2E_ROOTFS / $SECCOMPAGENT_E2E_AGENT: prebuilt (VM tier).
+		rootfsDir, rootfsErr = harness.TestRootfs(filepath.Join(workDir, "rootfs"))
+		agentBin, agentErr = harness.AgentBinary(filepath.Join(workDir, "bin"))
 	}
 	code := m.Run()
 	harness.RemoveCgroupParent()
@@ -54,8 +54,10 @@ func requireE2E(t *testing.T, rt harness.Runtime) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, string(rt))
-	testenv.RequireCommand(t, "musl-gcc")
-	if rt == harness.Crun {
+	if !harness.PrebuiltRootfs() {
+		testenv.RequireCommand(t, "musl-gcc")
+	}
+	if rt == harness.Crun && !harness.CgroupUnified() {
 		testenv.RequireCommand(t, "unshare")
 	}
 	_, err := os.Stat("/bin/busybox")

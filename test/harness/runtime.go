@@ -41,7 +41,8 @@ func (r Runtime) command(b *Bundle, args ...string) (string, []string, error) {
 		return "", nil, fmt.Errorf("%s not found on PATH: run `make deps`", r)
 	}
 	argv := append([]string{bin, "--root", b.StateDir()}, args...)
-	if r != Crun {
+	if r != Crun || CgroupUnified() {
+		// Pure cgroup v2 (the VM tier): crun runs as it is.
 		return argv[0], argv[1:], nil
 	}
 	unshare, err := exec.LookPath("unshare")

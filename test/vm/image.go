@@ -1,0 +1,477 @@
+// Package vm is the cgroup v2 test tier: it boots a Debian kernel in a
+// qemu VM (TCG, no KVM needed) with cgroup v1 disabled and runs the e2e
+// tier's tests (real runc and crun containers, with and without the agent)
+// inside it.
+//
+// Everything comes from Debian packages: the kernel and its modules from
+// linux-image-amd64 (/boot/vmlinuz-<ver>, /lib/modules/<ver>), static
+// busybox, runc, crun and jq with the shared libraries ldd names. The
+// agent and a `go test -c` e2e binary are built from this module, the test
+// rootfs by test/rootfs/build.sh. All of it goes into one uncompressed
+// initramfs under build/vm/ in the module; a 9p share of build/vm/run
+// carries the test settings in and the results out.
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/seccompagent/seccompagent/test/harness"
+)
+
+//go:embed init.sh
+var initScript []byte
+
+// EnvKernel selects the kernel version (a /boot/vmlinuz-<ver> with
+// /lib/modules/<ver>); default: the newest Debian kernel installed.
+const EnvKernel = "SECCOMPAGENT_VM_KERNEL"
+
+// Modules are loaded in the VM (with their dependencies): the 9p share for
+// the results, and overlay for runtimes and images that want it.
+var Modules = []string{"virtio_pci", "9pnet_virtio", "9p", "overlay"}
+
+// Paths inside the VM.
+const (
+	vmAgent  = "opt/seccompagent/bin/seccompagent"
+	vmTest   = "opt/seccompagent/bin/e2e.test"
+	vmRootfs = "opt/seccompagent/rootfs"
+)
+
+// Kernel is an installed Debian kernel.
+type Kernel struct {
+	Version string // e.g. 6.1.0-56-amd64
+	Image   string // /boot/vmlinuz-<Version>
+	Modules string // /lib/modules/<Version>
+}
+
+// FindKernel returns the kernel to boot: $SECCOMPAGENT_VM_KERNEL, or the
+// newest /boot/vmlinuz-* that has a module tree with modules.dep (the
+// host's own kernel need not be one of them).
+func FindKernel() (Kernel, error) {
+	var versions []string
+	if v := os.Getenv(EnvKernel); v != "" {
+		versions = []string{v}
+	} else {
+		images, _ := filepath.Glob("/boot/vmlinuz-*")
+		for _, img := range images {
+			versions = append(versions, strings.TrimPrefix(filepath.Base(img), "vmlinuz-"))
+		}
+		sort.Slice(versions, func(i, j int) bool { return versionLess(versions[j], versions[i]) })
+	}
+	for _, v := range versions {
+		k := Kernel{Version: v, Image: "/boot/vmlinuz-" + v, Modules: "/lib/modules/" + v}
+		if _, err := os.Stat(k.Image); err != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(k.Modules, "modules.dep")); err != nil {
+			continue
+		}
+		return k, nil
+	}
+	return Kernel{}, errors.New("no kernel with modules found (/boot/vmlinuz-<ver> and /lib/modules/<ver>/modules.dep): install linux-image-amd64 (`make deps`)")
+}
+
+// versionLess compares dotted/dashed version strings numerically where
+// both parts are numbers.
+func versionLess(a, b string) bool {
+	split := func(s string) []string {
+		return strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '~' })
+	}
+	pa, pb := split(a), split(b)
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		na, ea := strconv.Atoi(pa[i])
+		nb, eb := strconv.Atoi(pb[i])
+		switch {
+		case ea == nil && eb == nil:
+			if na != nb {
+				return na < nb
+			}
+		case pa[i] != pb[i]:
+			return pa[i] < pb[i]
+		}
+	}
+	return len(pa) < len(pb)
+}
+
+// Image is a bootable kernel + initramfs.
+type Image struct {
+	Kernel    Kernel
+	Initramfs string
+	// Reused is true when the initramfs was already up to date.
+	Reused bool
+	// Steps are how long each build step took, in order.
+	Steps []Step
+}
+
+// Step is one timed build step.
+type Step struct {
+	Name string
+	Took time.Duration
+}
+
+// Builder builds the VM image into Dir (build/vm in the module).
+type Builder struct {
+	ModuleRoot string
+	Dir        string
+	Kernel     Kernel
+	Logf       func(format string, args ...any)
+}
+
+func (b *Builder) logf(format string, args ...any) {
+	if b.Logf != nil {
+		b.Logf(format, args...)
+	}
+}
+
+// Build makes (or reuses) every piece and the initramfs.
+func (b *Builder) Build(ctx context.Context) (*Image, error) {
+	img := &Image{Kernel: b.Kernel}
+	timed := func(name string, f func() error) error {
+		start := time.Now()
+		err := f()
+		img.Steps = append(img.Steps, Step{name, time.Since(start)})
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	binDir := filepath.Join(b.Dir, "bin")
+	rootfs := filepath.Join(b.Dir, "rootfs")
+	var agent, testBin, modTree string
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"agent", func() (err error) { agent, err = harness.BuildAgent(binDir); return err }},
+		{"e2e test binary", func() (err error) { testBin, err = b.buildTestBinary(ctx, binDir); return err }},
+		{"rootfs", func() error { return harness.BuildRootfs(rootfs) }},
+		{"modules", func() (err error) { modTree, err = b.stageModules(ctx); return err }},
+		{"initramfs", func() (err error) {
+			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, agent, testBin, rootfs, modTree)
+			return err
+		}},
+	}
+	for _, s := range steps {
+		if err := timed(s.name, s.f); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// goTool finds the go command (PATH, else /usr/local/go/bin/go).
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
+// buildTestBinary compiles ./test/e2e with `go test -c`, statically
+// (CGO_ENABLED=0: the tests themselves need no C library).
+func (b *Builder) buildTestBinary(ctx context.Context, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "e2e.test")
+	cmd := exec.CommandContext(ctx, goTool(), "test", "-c", "-o", out, "./test/e2e")
+	cmd.Dir = b.ModuleRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go test -c ./test/e2e: %w\n%s", err, msg)
+	}
+	return out, nil
+}
+
+// stageModules copies Modules and their dependencies (from the kernel's
+// modules.dep) into Dir/modules-<ver>/lib/modules/<ver> and runs depmod
+// -b on that tree, unless a previous run already did for the same
+// kernel, module list and module files. It returns the staging root.
+func (b *Builder) stageModules(ctx context.Context) (string, error) {
+	k := b.Kernel
+	deps, err := readModulesDep(filepath.Join(k.Modules, "modules.dep"))
+	if err != nil {
+		return "", err
+	}
+	byName := map[string]string{}
+	for rel := range deps {
+		byName[moduleName(rel)] = rel
+	}
+	need := map[string]bool{}
+	var visit func(rel string)
+	visit = func(rel string) {
+		if need[rel] {
+			return
+		}
+		need[rel] = true
+		for _, d := range deps[rel] {
+			visit(d)
+		}
+	}
+	for _, m := range Modules {
+		rel, ok := byName[strings.ReplaceAll(m, "-", "_")]
+		if !ok {
+			return "", fmt.Errorf("module %s not in %s/modules.dep", m, k.Modules)
+		}
+		visit(rel)
+	}
+	rels := make([]string, 0, len(need))
+	for rel := range need {
+		rels = append(rels, rel)
+	}
+	sort.Strings(rels)
+
+	// The cache key: kernel version, module files (size and mtime).
+	h := sha256.New()
+	fmt.Fprintln(h, k.Version)
+	for _, rel := range rels {
+		fi, err := os.Stat(filepath.Join(k.Modules, rel))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(h, rel, fi.Size(), fi.ModTime().UnixNano())
+	}
+	key := hex.EncodeToString(h.Sum(nil))
+	root := filepath.Join(b.Dir, "modules-"+k.Version)
+	stamp := filepath.Join(root, ".stamp")
+	if old, err := os.ReadFile(stamp); err == nil && string(old) == key {
+		b.logf("modules: reusing %s (%d modules)", root, len(rels))
+		return root, nil
+	}
+	if err := os.RemoveAll(root); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(root, "lib", "modules", k.Version)
+	for _, rel := range rels {
+		if err := copyModule(ctx, filepath.Join(k.Modules, rel), filepath.Join(dst, rel)); err != nil {
+			return "", err
+		}
+	}
+	for _, f := range []string{"modules.order", "modules.builtin", "modules.builtin.modinfo"} {
+		if data, err := os.ReadFile(filepath.Join(k.Modules, f)); err == nil {
+			if err := os.WriteFile(filepath.Join(dst, f), data, 0o644); err != nil {
+				return "", err
+			}
+		}
+	}
+	depmod, err := exec.LookPath("depmod")
+	if err != nil {
+		return "", errors.New("depmod not found: install kmod (`make deps`)")
+	}
+	if out, err := exec.CommandContext(ctx, depmod, "-b", root, k.Version).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("depmod -b %s %s: %w\n%s", root, k.Version, err, out)
+	}
+	if err := os.WriteFile(stamp, []byte(key), 0o644); err != nil {
+		return "", err
+	}
+	b.logf("modules: staged %d modules for %s: %s", len(rels), k.Version, strings.Join(rels, " "))
+	return root, nil
+}
+
+// readModulesDep parses modules.dep: "rel/path.ko: dep.ko dep2.ko".
+func readModulesDep(path string) (map[string][]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	deps := map[string][]string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		mod, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		deps[mod] = strings.Fields(rest)
+	}
+	return deps, sc.Err()
+}
+
+// moduleName is the module name of a modules.dep path
+// (kernel/fs/9p/9p.ko.xz -> 9p), with dashes as underscores.
+func moduleName(rel string) string {
+	n := filepath.Base(rel)
+	if i := strings.Index(n, ".ko"); i >= 0 {
+		n = n[:i]
+	}
+	return strings.ReplaceAll(n, "-", "_")
+}
+
+// copyModule copies a module file, decompressing .ko.xz/.ko.zst/.ko.gz
+// (busybox modprobe loads plain .ko files) and keeping the .ko name.
+func copyModule(ctx context.Context, src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	var data []byte
+	var err error
+	switch ext := filepath.Ext(src); ext {
+	case ".ko":
+		data, err = os.ReadFile(src)
+	case ".xz", ".zst", ".gz":
+		tool := map[string]string{".xz": "xz", ".zst": "zstd", ".gz": "gzip"}[ext]
+		dst = strings.TrimSuffix(dst, ext)
+		data, err = exec.CommandContext(ctx, tool, "-dc", src).Output()
+		if err != nil {
+			err = fmt.Errorf("%s -dc %s: %w", tool, src, err)
+		}
+	default:
+		err = fmt.Errorf("unknown module file type: %s", src)
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o644)
+}
+
+// hostBinary resolves a command on PATH to its real file.
+func hostBinary(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found on PATH: run `make deps`", name)
+	}
+	return filepath.EvalSymlinks(p)
+}
+
+// sharedLibs returns the shared libraries (as ldd names them, the dynamic
+// loader included) of the dynamically linked ELF file bin; none for a
+// static one.
+func sharedLibs(ctx context.Context, bin string) ([]string, error) {
+	f, err := elf.Open(bin)
+	if err != nil {
+		return nil, err
+	}
+	dynamic := false
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			dynamic = true
+		}
+	}
+	f.Close()
+	if !dynamic {
+		return nil, nil
+	}
+	out, err := exec.CommandContext(ctx, "ldd", bin).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", bin, err)
+	}
+	var libs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		line = strings.TrimSpace(line)
+		if _, after, ok := strings.Cut(line, "=> "); ok {
+			line = after
+		}
+		if strings.HasPrefix(line, "not found") {
+			return nil, fmt.Errorf("ldd %s: a library is missing:\n%s", bin, out)
+		}
+		if p, _, _ := strings.Cut(line, " ("); strings.HasPrefix(p, "/") {
+			libs = append(libs, p)
+		}
+	}
+	return libs, nil
+}
+
+// writeInitramfs assembles the archive; when it is byte-identical to the
+// existing Dir/initramfs.cpio, that file is kept.
+func (b *Builder) writeInitramfs(ctx context.Context, agent, testBin, rootfs, modTree string) (string, bool, error) {
+	a := newArchive()
+	for _, d := range []string{"proc", "sys", "dev", "run", "root", "etc", "results", "newroot", "usr/bin", "usr/sbin", "sbin"} {
+		a.dir(d, 0o755)
+	}
+	a.dir("tmp", 0o1777)
+	a.add(cpioEntry{Name: "dev/console", Mode: cpioChar | 0o600, Major: 5, Minor: 1})
+	a.data("init", initScript, 0o755)
+	a.data("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+	a.data("etc/group", []byte("root:x:0:\n"), 0o644)
+
+	// Static busybox and its applets: the VM's shell and tools.
+	busybox, err := filepath.EvalSymlinks("/bin/busybox")
+	if err != nil {
+		return "", false, errors.New("/bin/busybox not found: install busybox-static (`make deps`)")
+	}
+	if libs, err := sharedLibs(ctx, busybox); err != nil || len(libs) > 0 {
+		return "", false, fmt.Errorf("%s is not statically linked: install busybox-static (`make deps`)", busybox)
+	}
+	a.file("bin/busybox", busybox, 0o755)
+	list, err := exec.CommandContext(ctx, busybox, "--list").Output()
+	if err != nil {
+		return "", false, fmt.Errorf("busybox --list: %w", err)
+	}
+	for _, applet := range strings.Fields(string(list)) {
+		if applet != "busybox" && !strings.Contains(applet, "/") {
+			a.symlink("bin/"+applet, "busybox")
+		}
+	}
+
+	// The runtimes, jq, the agent and the test binary, with their libraries.
+	bins := map[string]string{vmAgent: agent, vmTest: testBin}
+	for name, dir := range map[string]string{"runc": "usr/sbin", "crun": "usr/bin", "jq": "usr/bin"} {
+		p, err := hostBinary(name)
+		if err != nil {
+			return "", false, err
+		}
+		bins[dir+"/"+name] = p
+	}
+	for dst, src := range bins {
+		a.file(dst, src, 0o755)
+		libs, err := sharedLibs(ctx, src)
+		if err != nil {
+			return "", false, err
+		}
+		for _, lib := range libs {
+			a.file(lib, lib, 0o755)
+		}
+	}
+	if err := a.tree(vmRootfs, rootfs); err != nil {
+		return "", false, err
+	}
+	if err := a.tree("lib/modules", filepath.Join(modTree, "lib", "modules")); err != nil {
+		return "", false, err
+	}
+
+	out := filepath.Join(b.Dir, "initramfs.cpio")
+	tmp, err := os.CreateTemp(b.Dir, "initramfs-*.tmp")
+	if err != nil {
+		return "", false, err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	if err := a.writeTo(io.MultiWriter(tmp, h)); err != nil {
+		tmp.Close()
+		return "", false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", false, err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if old, err := os.ReadFile(out + ".sha256"); err == nil && bytes.Equal(bytes.TrimSpace(old), []byte(sum)) {
+		if _, err := os.Stat(out); err == nil {
+			return out, true, nil
+		}
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", false, err
+	}
+	if err := os.WriteFile(out+".sha256", []byte(sum+"\n"), 0o644); err != nil {
+		return "", false, err
+	}
+	fi, _ := os.Stat(out)
+	b.logf("initramfs: wrote %s (%d MiB, %d entries)", out, fi.Size()>>20, len(a.entries))
+	return out, false, nil
+}

@@ -1,0 +1,200 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seccompagent/seccompagent/test/harness"
+	"github.com/seccompagent/seccompagent/test/testenv"
+)
+
+const (
+	// vmTimeout is the hard limit for one VM run (boot + tests); qemu is
+	// killed by its pid after it.
+	vmTimeout = 10 * time.Minute
+	// inVMTimeout bounds the e2e binary in the VM, so that it reports a
+	// stuck test (with goroutine dumps) before the VM is killed.
+	inVMTimeout = "8m"
+	vmCPUs      = 2 // the with-agent tests need more CPUs than the quota allows
+	vmMemoryMiB = 2048
+)
+
+// Settings (environment of `go test ./test/vm/`).
+const (
+	// envRun / envSkip override the e2e tests run in the VM (-test.run /
+	// -test.skip regexps).
+	envRun  = "SECCOMPAGENT_VM_RUN"
+	envSkip = "SECCOMPAGENT_VM_SKIP"
+)
+
+// defaultRun are the e2e tests run in the VM: the limits assertions of
+// the v1 tier for runc and crun, with and without the agent, `exec`
+// included. TestConsumers needs the host's interpreters, which the VM
+// does not have.
+const (
+	defaultRun  = "^(TestControlWithoutAgent|TestWithAgent|TestExecWithoutAgent|TestExecWithAgent)$"
+	defaultSkip = "^TestConsumers$"
+)
+
+// required must each report PASS (not SKIP) with the default selection.
+var required = []string{
+	"TestControlWithoutAgent/runc", "TestControlWithoutAgent/crun",
+	"TestWithAgent/runc", "TestWithAgent/crun",
+	"TestExecWithoutAgent/runc", "TestExecWithoutAgent/crun",
+	"TestExecWithAgent/runc", "TestExecWithAgent/crun",
+}
+
+// TestCgroupV2VM boots Debian's kernel with cgroup_no_v1=all in qemu
+// (TCG) and runs the e2e tier's limits tests in it for runc and crun.
+func TestCgroupV2VM(t *testing.T) {
+	testenv.RequireRoot(t)
+	qemu := testenv.RequireCommand(t, "qemu-system-x86_64")
+	kernel, err := FindKernel()
+	testenv.Require(t, err == nil, fmt.Sprint(err))
+	for _, c := range []string{"runc", "crun", "jq", "depmod", "ldd", "musl-gcc"} {
+		testenv.RequireCommand(t, c)
+	}
+	_, err = os.Stat("/bin/busybox")
+	testenv.Require(t, err == nil, "/bin/busybox not found: install busybox-static (`make deps`)")
+	_, err = exec.LookPath(goTool())
+	testenv.Require(t, err == nil, "go not found: install Go >= 1.26 at /usr/local/go")
+
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "build", "vm")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := &Builder{ModuleRoot: root, Dir: dir, Kernel: kernel, Logf: t.Logf}
+	buildStart := time.Now()
+	img, err := b.Build(context.Background())
+	if err != nil {
+		t.Fatalf("building the VM image: %v", err)
+	}
+	var steps []string
+	for _, s := range img.Steps {
+		steps = append(steps, fmt.Sprintf("%s %v", s.Name, s.Took.Round(time.Millisecond)))
+	}
+	t.Logf("kernel %s; build %v (%s); initramfs reused: %v",
+		kernel.Version, time.Since(buildStart).Round(time.Millisecond), strings.Join(steps, ", "), img.Reused)
+
+	// The 9p share: settings in, results out. Only this directory's
+	// own files are removed.
+	run := filepath.Join(dir, "run")
+	if err := os.RemoveAll(run); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runRe, skipRe := defaultRun, defaultSkip
+	custom := false
+	if v := os.Getenv(envRun); v != "" {
+		runRe, custom = v, true
+	}
+	if v, ok := os.LookupEnv(envSkip); ok {
+		skipRe = v
+	}
+	// CI=true in the VM: a test there that finds a prerequisite missing
+	// fails instead of skipping (everything it needs is in the image).
+	env := fmt.Sprintf("VM_TEST_RUN=%s\nVM_TEST_SKIP=%s\nVM_TEST_TIMEOUT=%s\nVM_CI=true\n",
+		shellQuote(runRe), shellQuote(skipRe), shellQuote(inVMTimeout))
+	if err := os.WriteFile(filepath.Join(run, "vm.env"), []byte(env), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	console := filepath.Join(dir, "console.log")
+	qemuLog := filepath.Join(dir, "qemu.log")
+	took, bootErr := Boot(context.Background(), BootOptions{
+		Qemu:       qemu,
+		Kernel:     kernel.Image,
+		Initramfs:  img.Initramfs,
+		ResultsDir: run,
+		ConsoleLog: console,
+		QemuLog:    qemuLog,
+		CPUs:       vmCPUs,
+		MemoryMiB:  vmMemoryMiB,
+		Timeout:    vmTimeout,
+	})
+	info, _ := os.ReadFile(filepath.Join(run, "vm-info"))
+	out, _ := os.ReadFile(filepath.Join(run, "e2e.out"))
+	t.Logf("VM run (boot + tests + poweroff) took %v; in the VM:\n%s", took.Round(time.Millisecond), info)
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("%s\n\ne2e output in the VM (%s), last lines:\n%s\n\nconsole (%s), last lines:\n%s\n\nqemu (%s):\n%s",
+			fmt.Sprintf(format, args...), filepath.Join(run, "e2e.out"), tail(string(out), 150),
+			console, tail(readFile(console), 60), qemuLog, tail(readFile(qemuLog), 20))
+	}
+	if bootErr != nil {
+		fail("VM: %v", bootErr)
+	}
+	code, err := os.ReadFile(filepath.Join(run, "exit-code"))
+	if err != nil {
+		fail("the VM wrote no exit code: the tests did not run to completion")
+	}
+	results := parseResults(string(out))
+	var summary []string
+	for _, name := range slices.Sorted(maps.Keys(results)) {
+		summary = append(summary, name+" "+results[name])
+	}
+	t.Logf("e2e results in the cgroup v2 VM (%s):\n%s", kernel.Version, strings.Join(summary, "\n"))
+	if c := strings.TrimSpace(string(code)); c != "0" {
+		fail("the e2e tests failed in the VM (exit status %s)", c)
+	}
+	if !custom {
+		for _, name := range required {
+			if results[name] != "PASS" {
+				fail("%s: %q in the VM, want PASS", name, results[name])
+			}
+		}
+	} else if len(results) == 0 {
+		fail("no test ran in the VM for %s=%q", envRun, runRe)
+	}
+}
+
+var resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
+
+// parseResults maps each test name in `go test -v` output to PASS, FAIL or
+// SKIP.
+func parseResults(out string) map[string]string {
+	r := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if m := resultLine.FindStringSubmatch(line); m != nil {
+			r[m[2]] = m[1]
+		}
+	}
+	return r
+}
+
+// shellQuote quotes s for sh (the VM's init sources vm.env).
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func readFile(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	return string(b)
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("[... %d lines]", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
