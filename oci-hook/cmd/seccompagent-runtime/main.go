@@ -144,6 +144,17 @@ func loadSettings(flags map[string]string) (settings, error) {
 // forever).
 func findRuntime(name string) (string, error) {
 	path, err := exec.LookPath(name)
+	if err != nil && !strings.Contains(name, "/") {
+		// Engines do not always pass a PATH (podman runs the runtime
+		// for cleanup with an empty one): fall back to the system
+		// directories runc and crun are installed in.
+		for _, dir := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+			if p, lerr := exec.LookPath(filepath.Join(dir, name)); lerr == nil {
+				path, err = p, nil
+				break
+			}
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("real runtime %q not found: %w (set --seccompagent-runtime)", name, err)
 	}
