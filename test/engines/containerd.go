@@ -164,7 +164,7 @@ func (c *Containerd) Load(ctx context.Context, tarball, name string) error {
 //
 //	ctr run --rm --fifo-dir D --runc-binary D/runc-wrapper --memory-limit 268435456
 //	    --cpu-quota 50000 --cpu-period 100000 --cgroup PARENT/ID [--seccomp]
-//	    [--annotation K=V]... [--env K=V]... IMAGE ID ARGS...
+//	    [--annotation K=V]... [--env K=V]... [--mount type=bind,...] IMAGE ID ARGS...
 //
 // --seccomp is ctr's default profile (the same as docker's); --fifo-dir
 // keeps ctr's client-side FIFOs out of the host's /run/containerd.
@@ -191,6 +191,9 @@ func (c *Containerd) Run(ctx context.Context, image string, opts RunOptions) (st
 	}
 	for _, e := range opts.Env {
 		args = append(args, "--env", e)
+	}
+	if opts.OutputDir != "" {
+		args = append(args, "--mount", "type=bind,src="+opts.OutputDir+",dst="+OutputMount+",options=rbind:rw")
 	}
 	args = append(append(args, image, id), opts.Args...)
 	return c.ctr(ctx, args...)

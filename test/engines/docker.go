@@ -150,7 +150,7 @@ func (d *Docker) Load(ctx context.Context, tarball, name string) error {
 // Run implements Engine:
 //
 //	docker run --rm --runtime seccompagent --network none -m 256m --cpus 0.5
-//	    [-e K=V]... [--security-opt seccomp=unconfined] IMAGE ARGS...
+//	    [-e K=V]... [--security-opt seccomp=unconfined] [-v DIR:/out] IMAGE ARGS...
 //
 // Docker 20.10 has no way to set an OCI annotation: the wrapper reads
 // SECCOMPAGENT_ENABLE from the process environment instead.
@@ -165,6 +165,9 @@ func (d *Docker) Run(ctx context.Context, image string, opts RunOptions) (string
 	}
 	if opts.Unconfined {
 		args = append(args, "--security-opt", "seccomp=unconfined")
+	}
+	if opts.OutputDir != "" {
+		args = append(args, "--volume", opts.OutputDir+":"+OutputMount)
 	}
 	args = append(append(args, image), opts.Args...)
 	return d.docker(ctx, args...)

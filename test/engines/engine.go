@@ -41,7 +41,13 @@ type RunOptions struct {
 	Unconfined bool
 	// Args is the container's process.
 	Args []string
+	// OutputDir, when set, is a host directory bound read-write at
+	// OutputMount in the container.
+	OutputDir string
 }
+
+// OutputMount is where RunOptions.OutputDir appears in the container.
+const OutputMount = "/out"
 
 // Engine is a container engine started by the tests in private directories.
 type Engine interface {

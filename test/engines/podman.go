@@ -20,13 +20,14 @@ import (
 //
 // (podman puts "--" in front of each --runtime-flag and hands them to the
 // runtime before the command). Every podman command runs in one private
-// mount namespace in which D/run, D/shm and D/varlib are bound over /run,
-// /dev/shm and /var/lib: podman 4.3 keeps its lock in /dev/shm/libpod_lock,
-// its image blob cache in /var/lib/containers/cache and runc's state in
-// /run/runc whatever --root says. CONTAINERS_CONF points at D/containers.conf
-// for the network config directory (default /etc/containers/networks, where
-// podman creates a lock file even for --network none) and the image copy
-// directory (default /var/tmp).
+// mount namespace in which D/run, D/shm, D/varlib and D/vartmp are bound
+// over /run, /dev/shm, /var/lib and /var/tmp: whatever --root says, podman
+// 4.3 keeps its lock in /dev/shm/libpod_lock, its image blob cache in
+// /var/lib/containers/cache and runc's state in /run/runc, and `podman load`
+// unpacks an oci-archive into /var/tmp/oci* (TMPDIR and image_copy_tmp_dir
+// do not move that). CONTAINERS_CONF points at D/containers.conf for the
+// network config directory (default /etc/containers/networks, where podman
+// creates a lock file even for --network none).
 type Podman struct {
 	cfg  Config
 	ns   *MountNS
@@ -54,13 +55,12 @@ func NewPodman(cfg Config) (*Podman, error) {
 	if err := mkdirs(d("root"), d("runroot"), d("tmp"), d("run"), d("shm"), d("varlib"), d("vartmp"), d("networks")); err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf("[engine]\nimage_copy_tmp_dir = %s\n\n[network]\nnetwork_config_dir = %s\n",
-		strconv.Quote(d("vartmp")), strconv.Quote(d("networks")))
+	conf := fmt.Sprintf("[network]\nnetwork_config_dir = %s\n", strconv.Quote(d("networks")))
 	if err := os.WriteFile(d("containers.conf"), []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
 	p := &Podman{cfg: cfg, bin: bin,
-		env: append(os.Environ(), "CONTAINERS_CONF="+d("containers.conf"), "TMPDIR="+d("vartmp")),
+		env: append(os.Environ(), "CONTAINERS_CONF="+d("containers.conf")),
 		glob: []string{
 			"--root", d("root"), "--runroot", d("runroot"), "--tmpdir", d("tmp"),
 			"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
@@ -71,6 +71,7 @@ func NewPodman(cfg Config) (*Podman, error) {
 		{Source: d("run"), Target: "/run"},
 		{Source: d("shm"), Target: "/dev/shm"},
 		{Source: d("varlib"), Target: "/var/lib"},
+		{Source: d("vartmp"), Target: "/var/tmp"},
 	})
 	if err != nil {
 		return nil, err
@@ -106,7 +107,8 @@ func (p *Podman) Load(ctx context.Context, tarball, name string) error {
 //
 //	podman ... run --rm --network none --memory 268435456 --cpus 0.5
 //	    --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --cgroup-parent PARENT
-//	    [--annotation K=V]... [--env K=V]... [--security-opt seccomp=unconfined] IMAGE ARGS...
+//	    [--annotation K=V]... [--env K=V]... [--security-opt seccomp=unconfined]
+//	    [--volume DIR:/out] IMAGE ARGS...
 //
 // The explicit ulimits: without CAP_SYS_RESOURCE in the bounding set
 // (this host) podman's defaults cannot be applied.
@@ -129,6 +131,9 @@ func (p *Podman) Run(ctx context.Context, image string, opts RunOptions) (string
 	}
 	if opts.Unconfined {
 		args = append(args, "--security-opt", "seccomp=unconfined")
+	}
+	if opts.OutputDir != "" {
+		args = append(args, "--volume", opts.OutputDir+":"+OutputMount)
 	}
 	args = append(append(args, image), opts.Args...)
 	return p.podman(ctx, args...)
