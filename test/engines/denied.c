@@ -1,7 +1,7 @@
 //go:build ignore
 
 // (The line above keeps the go command from treating this directory as a
-// cgo package: the file is built by the tests with musl-gcc, see buildDenied.)
+// cgo package: the tests build this file with musl-gcc, see buildImage.)
 
 /*
  * denied: calls add_key(2), which the default seccomp profiles of docker,

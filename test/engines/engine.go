@@ -108,7 +108,7 @@ func shellQuote(s string) string {
 	return out + "'"
 }
 
-// checkAbs makes sure every path of cfg is absolute.
+// check makes sure every path of cfg is absolute.
 func (cfg Config) check() error {
 	for name, p := range map[string]string{"Dir": cfg.Dir, "Wrapper": cfg.Wrapper, "AgentSocket": cfg.AgentSocket, "CgroupParent": cfg.CgroupParent} {
 		if !filepath.IsAbs(p) {
