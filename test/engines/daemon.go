@@ -3,7 +3,6 @@ package engines
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/seccompagent/seccompagent/test/harness"
 )
 
 const (
@@ -79,32 +80,18 @@ func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
 func (d *Daemon) Stop() error {
 	select {
 	case <-d.done:
-		return exitErr(d.Name+" had exited", d.waitErr)
+		return harness.ExitError(d.Name+" had exited", d.waitErr)
 	default:
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
-		return exitErr(d.Name, d.waitErr)
+		return harness.ExitError(d.Name, d.waitErr)
 	case <-time.After(daemonStopGrace):
 		_ = d.cmd.Process.Kill()
 		<-d.done
 		return fmt.Errorf("%s (pid %d) did not exit within %v of SIGTERM: killed", d.Name, d.Pid(), daemonStopGrace)
 	}
-}
-
-// exitErr treats a clean exit and death by SIGTERM as success.
-func exitErr(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 // Logs returns the end of the daemon's log.

@@ -111,14 +111,14 @@ func (a *Agent) Stop() error {
 	a.stopOnce.Do(func() {
 		select {
 		case <-a.done:
-			a.stopErr = exitError("agent exited on its own", a.waitErr)
+			a.stopErr = ExitError("agent exited on its own", a.waitErr)
 			return
 		default:
 		}
 		_ = a.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-a.done:
-			a.stopErr = exitError("agent exit after SIGTERM", a.waitErr)
+			a.stopErr = ExitError("agent exit after SIGTERM", a.waitErr)
 		case <-time.After(agentStopGrace):
 			_ = a.cmd.Process.Kill()
 			<-a.done
@@ -128,8 +128,9 @@ func (a *Agent) Stop() error {
 	return a.stopErr
 }
 
-// exitError treats a clean exit and death by SIGTERM as success.
-func exitError(what string, err error) error {
+// ExitError treats a clean exit and death by SIGTERM as success, and
+// otherwise wraps err with what.
+func ExitError(what string, err error) error {
 	if err == nil {
 		return nil
 	}
