@@ -7,7 +7,8 @@
 # into it. Stage 2 mounts the kernel filesystems and a pure cgroup v2
 # hierarchy, loads the 9p modules, mounts the host's results directory,
 # runs the e2e test binary with the settings the host wrote to
-# /results/vm.env, leaves its output and exit status there and powers off.
+# /results/vm.env and /results/groups, leaves the output and exit statuses
+# there and powers off.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
@@ -37,8 +38,8 @@ if [ "${1:-}" != stage2 ]; then
 	fatal "switch_root failed"
 fi
 
-echo "@@@ seccompagent-vm stage2 uptime=$(cut -d' ' -f1 /proc/uptime 2>/dev/null)"
 mount -t proc proc /proc || fatal "mount /proc"
+say "stage 2 at uptime $(cut -d' ' -f1 /proc/uptime)"
 mount -t sysfs sysfs /sys || fatal "mount /sys"
 mount -t devtmpfs devtmpfs /dev || fatal "mount /dev"
 mkdir -p /dev/pts /dev/shm
@@ -77,14 +78,45 @@ done
 	echo "cpus=$(nproc)"
 } >/results/vm-info
 
-say "running e2e tests: -test.run '$VM_TEST_RUN' -test.skip '$VM_TEST_SKIP'"
+# A heartbeat on the console: when the host kills a stuck VM, the log shows
+# whether the guest was still alive.
+(while sleep 15; do say "alive, uptime $(cut -d' ' -f1 /proc/uptime)"; done) &
+heartbeat=$!
+
+# Every line of /results/groups is a -test.run regexp: one e2e test
+# process each, all at once (most of their time is spent waiting), with
+# output and exit status in /results/e2e-N.out and /results/exit-N.
+[ -f /results/groups ] || fatal "/results/groups missing"
+# An empty child keeps the test containers' parent cgroup from being
+# removed by one test process while another creates a container in it.
+mkdir -p "/sys/fs/cgroup$VM_CGROUP_PARENT/vm-keep" || fatal "mkdir $VM_CGROUP_PARENT/vm-keep"
 cd /tmp || fatal "cd /tmp"
-env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
-	SECCOMPAGENT_E2E_AGENT=/opt/seccompagent/bin/seccompagent \
-	SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
-	/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \
-	-test.run="$VM_TEST_RUN" -test.skip="$VM_TEST_SKIP" >/results/e2e.out 2>&1
-rc=$?
+n=0
+groups=
+while IFS= read -r re; do
+	[ -n "$re" ] || continue
+	n=$((n + 1))
+	say "e2e group $n: -test.run '$re' -test.skip '$VM_TEST_SKIP'"
+	(
+		env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
+			SECCOMPAGENT_E2E_AGENT=/opt/seccompagent/bin/seccompagent \
+			SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
+			/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \
+			-test.run="$re" -test.skip="$VM_TEST_SKIP" >/results/e2e-$n.out 2>&1
+		echo $? >/results/exit-$n
+	) &
+	groups="$groups $!"
+done </results/groups
+# shellcheck disable=SC2086
+wait $groups
+kill $heartbeat
+rc=0
+i=1
+while [ $i -le $n ]; do
+	c=$(cat /results/exit-$i 2>/dev/null || echo 126)
+	[ "$c" = 0 ] || rc=$c
+	i=$((i + 1))
+done
 echo "tests_done_uptime=$(cut -d' ' -f1 /proc/uptime)" >>/results/vm-info
 echo "$rc" >/results/exit-code
 sync

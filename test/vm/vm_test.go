@@ -20,10 +20,7 @@ import (
 const (
 	// vmTimeout is the hard limit for one VM run (boot + tests); qemu is
 	// killed by its pid after it.
-	vmTimeout = 10 * time.Minute
-	// inVMTimeout bounds the e2e binary in the VM, so that it reports a
-	// stuck test (with goroutine dumps) before the VM is killed.
-	inVMTimeout = "8m"
+	vmTimeout   = 10 * time.Minute
 	vmCPUs      = 2 // the with-agent tests need more CPUs than the quota allows
 	vmMemoryMiB = 2048
 )
@@ -36,14 +33,20 @@ const (
 	envSkip = "SECCOMPAGENT_VM_SKIP"
 )
 
-// defaultRun are the e2e tests run in the VM: the limits assertions of
-// the v1 tier for runc and crun, with and without the agent, `exec`
-// included. TestConsumers needs the host's interpreters, which the VM
-// does not have.
-const (
-	defaultRun  = "^(TestControlWithoutAgent|TestWithAgent|TestExecWithoutAgent|TestExecWithAgent)$"
-	defaultSkip = "^TestConsumers$"
-)
+// defaultGroups are the e2e tests run in the VM, one test process per
+// group, all at once (the exec tests spend most of their time waiting):
+// the limits assertions of the v1 tier for runc and crun, with and
+// without the agent, `exec` included. TestConsumers needs the host's
+// interpreters, which the VM does not have.
+var defaultGroups = []string{
+	"^(TestControlWithoutAgent|TestWithAgent)$",
+	"^TestExecWithoutAgent$/^runc$",
+	"^TestExecWithoutAgent$/^crun$",
+	"^TestExecWithAgent$/^runc$",
+	"^TestExecWithAgent$/^crun$",
+}
+
+const defaultSkip = "^TestConsumers$"
 
 // required must each report PASS (not SKIP) with the default selection.
 var required = []string{
@@ -98,19 +101,31 @@ func TestCgroupV2VM(t *testing.T) {
 	if err := os.MkdirAll(run, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	runRe, skipRe := defaultRun, defaultSkip
+	// Leave time to report before `go test -timeout` panics, and give the
+	// e2e binary a deadline of its own, so that a stuck test reports
+	// where it is stuck before the VM is killed.
+	limit := vmTimeout
+	if d, ok := t.Deadline(); ok {
+		limit = min(limit, time.Until(d)-30*time.Second)
+	}
+	inVMTimeout := max(limit-time.Minute, time.Minute)
+
+	groups, skipRe := defaultGroups, defaultSkip
 	custom := false
 	if v := os.Getenv(envRun); v != "" {
-		runRe, custom = v, true
+		groups, custom = []string{v}, true
 	}
 	if v, ok := os.LookupEnv(envSkip); ok {
 		skipRe = v
 	}
 	// CI=true in the VM: a test there that finds a prerequisite missing
 	// fails instead of skipping (everything it needs is in the image).
-	env := fmt.Sprintf("VM_TEST_RUN=%s\nVM_TEST_SKIP=%s\nVM_TEST_TIMEOUT=%s\nVM_CI=true\n",
-		shellQuote(runRe), shellQuote(skipRe), shellQuote(inVMTimeout))
+	env := fmt.Sprintf("VM_TEST_SKIP=%s\nVM_TEST_TIMEOUT=%s\nVM_CI=true\nVM_CGROUP_PARENT=%s\n",
+		shellQuote(skipRe), shellQuote(inVMTimeout.String()), shellQuote(harness.CgroupParent))
 	if err := os.WriteFile(filepath.Join(run, "vm.env"), []byte(env), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(run, "groups"), []byte(strings.Join(groups, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -125,15 +140,21 @@ func TestCgroupV2VM(t *testing.T) {
 		QemuLog:    qemuLog,
 		CPUs:       vmCPUs,
 		MemoryMiB:  vmMemoryMiB,
-		Timeout:    vmTimeout,
+		Timeout:    limit,
 	})
 	info, _ := os.ReadFile(filepath.Join(run, "vm-info"))
-	out, _ := os.ReadFile(filepath.Join(run, "e2e.out"))
 	t.Logf("VM run (boot + tests + poweroff) took %v; in the VM:\n%s", took.Round(time.Millisecond), info)
+	var out strings.Builder // every group's output
+	results := map[string]string{}
+	for i := range groups {
+		o, _ := os.ReadFile(filepath.Join(run, fmt.Sprintf("e2e-%d.out", i+1)))
+		fmt.Fprintf(&out, "### group %d: -test.run %s\n%s", i+1, groups[i], o)
+		maps.Copy(results, parseResults(string(o)))
+	}
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Fatalf("%s\n\ne2e output in the VM (%s), last lines:\n%s\n\nconsole (%s), last lines:\n%s\n\nqemu (%s):\n%s",
-			fmt.Sprintf(format, args...), filepath.Join(run, "e2e.out"), tail(string(out), 150),
+		t.Fatalf("%s\n\ne2e output in the VM (%s/e2e-N.out), last lines:\n%s\n\nconsole (%s), last lines:\n%s\n\nqemu (%s):\n%s",
+			fmt.Sprintf(format, args...), run, tail(out.String(), 200),
 			console, tail(readFile(console), 60), qemuLog, tail(readFile(qemuLog), 20))
 	}
 	if bootErr != nil {
@@ -143,7 +164,6 @@ func TestCgroupV2VM(t *testing.T) {
 	if err != nil {
 		fail("the VM wrote no exit code: the tests did not run to completion")
 	}
-	results := parseResults(string(out))
 	var summary []string
 	for _, name := range slices.Sorted(maps.Keys(results)) {
 		summary = append(summary, name+" "+results[name])
@@ -159,7 +179,7 @@ func TestCgroupV2VM(t *testing.T) {
 			}
 		}
 	} else if len(results) == 0 {
-		fail("no test ran in the VM for %s=%q", envRun, runRe)
+		fail("no test ran in the VM for %s=%q", envRun, groups[0])
 	}
 }
 
