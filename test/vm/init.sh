@@ -78,14 +78,30 @@ done
 	echo "cpus=$(nproc)"
 } >/results/vm-info
 
-# A heartbeat on the console: when the host kills a stuck VM, the log shows
-# whether the guest was still alive.
-(while sleep 15; do say "alive, uptime $(cut -d' ' -f1 /proc/uptime)"; done) &
+# The tests write to the VM's tmpfs, and only the final files cross the 9p
+# share: a few large writes instead of thousands of small ones (a virtio
+# request lost under TCG would block a writer forever, and with it the
+# test binary's own timeout report).
+out=/tmp/vm-results
+mkdir -p "$out" || fatal "mkdir $out"
+
+# A heartbeat on the console with the test each group is running: when the
+# host kills a stuck VM, the log shows whether the guest was still alive
+# and where the tests were.
+(
+	while sleep 15; do
+		progress=
+		for f in "$out"/e2e-*.out; do
+			[ -f "$f" ] && progress="$progress [$(basename "$f" .out): $(grep '^=== RUN' "$f" | tail -n 1 | cut -c 11-)]"
+		done
+		say "alive, uptime $(cut -d' ' -f1 /proc/uptime)$progress"
+	done
+) &
 heartbeat=$!
 
 # Every line of /results/groups is a -test.run regexp: one e2e test
 # process each, all at once (most of their time is spent waiting), with
-# output and exit status in /results/e2e-N.out and /results/exit-N.
+# output and exit status in e2e-N.out and exit-N.
 [ -f /results/groups ] || fatal "/results/groups missing"
 # An empty child keeps the test containers' parent cgroup from being
 # removed by one test process while another creates a container in it.
@@ -102,8 +118,8 @@ while IFS= read -r re; do
 			SECCOMPAGENT_E2E_AGENT=/opt/seccompagent/bin/seccompagent \
 			SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
 			/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \
-			-test.run="$re" -test.skip="$VM_TEST_SKIP" >/results/e2e-$n.out 2>&1
-		echo $? >/results/exit-$n
+			-test.run="$re" -test.skip="$VM_TEST_SKIP" >"$out/e2e-$n.out" 2>&1
+		echo $? >"$out/exit-$n"
 	) &
 	groups="$groups $!"
 done </results/groups
@@ -113,10 +129,12 @@ kill $heartbeat
 rc=0
 i=1
 while [ $i -le $n ]; do
-	c=$(cat /results/exit-$i 2>/dev/null || echo 126)
+	c=$(cat "$out/exit-$i" 2>/dev/null || echo 126)
+	say "e2e group $i: exit status $c"
 	[ "$c" = 0 ] || rc=$c
 	i=$((i + 1))
 done
+cp "$out"/* /results/ || say "copying the results to the 9p share failed"
 echo "tests_done_uptime=$(cut -d' ' -f1 /proc/uptime)" >>/results/vm-info
 echo "$rc" >/results/exit-code
 sync
