@@ -597,13 +597,9 @@ func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
 	if out.Limit.Limited {
 		out.Total = out.Limit.Value
 	}
-	leaf := h.levels[0]
-	text, missing, err := read(leaf, usageName)
+	leaf, text, err := charged(h, usageName)
 	if err != nil {
 		return out, err
-	}
-	if missing {
-		return out, parseErr(leaf, usageName, os.ErrNotExist)
 	}
 	if out.Usage, err = ParseUint(text); err != nil {
 		return out, parseErr(leaf, usageName, err)
@@ -689,24 +685,41 @@ func (r *Reader) pids(pid int, lines []CgroupLine) (Pids, error) {
 	if err != nil {
 		return Pids{}, err
 	}
-	l := h.levels[0]
-	text, missing, err := read(l, "pids.current")
+	l, text, err := charged(h, "pids.current")
+	if errors.Is(err, os.ErrNotExist) {
+		// Only the root cgroup, which has no pids.current: the whole
+		// host is the answer (Limited=false).
+		return Pids{}, nil
+	}
 	if err != nil {
 		return Pids{}, err
-	}
-	if missing {
-		if len(h.levels) == 1 {
-			// The root cgroup has no pids.current: the whole host is
-			// the answer (Limited=false).
-			return Pids{}, nil
-		}
-		return Pids{}, parseErr(l, "pids.current", os.ErrNotExist)
 	}
 	n, err := ParseUint(text)
 	if err != nil {
 		return Pids{}, parseErr(l, "pids.current", err)
 	}
-	return Pids{Current: Value{Value: n, Limited: true, Source: l.source(0, "pids.current")}}, nil
+	return Pids{Current: Value{Value: n, Limited: true, Source: l.source(slices.Index(h.levels, l), "pids.current")}}, nil
+}
+
+// charged finds the cgroup a process's usage is counted in: its own, or on
+// v2, where a controller's files exist only below a parent that enabled it
+// in cgroup.subtree_control, the nearest ancestor that has the file (the
+// kernel charges the process there). It returns the level and the file's
+// text; a file found nowhere wraps os.ErrNotExist.
+func charged(h *hierarchy, name string) (level, string, error) {
+	for _, l := range h.levels {
+		text, missing, err := read(l, name)
+		if err != nil {
+			return l, "", err
+		}
+		if !missing {
+			return l, text, nil
+		}
+		if !h.v2 {
+			break // v1: every cgroup of the hierarchy has the file
+		}
+	}
+	return h.levels[0], "", parseErr(h.levels[0], name, os.ErrNotExist)
 }
 
 // StartTime is how long after boot pid started (/proc/<pid>/stat field 22,

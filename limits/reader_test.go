@@ -315,3 +315,20 @@ func TestLimitUpdatesSeenWithinTTL(t *testing.T) {
 		t.Errorf("memory.max update not seen within 1s: total %d", m.Total)
 	}
 }
+
+// TestV2ChargedToAncestor: on v2 a child whose parent did not enable memory
+// and pids in cgroup.subtree_control has no memory.current or pids.current;
+// the kernel charges its processes to the nearest ancestor that has them.
+func TestV2ChargedToAncestor(t *testing.T) {
+	r := fixture(t, "v2")
+	m, p, pidsErr, err := r.MemoryAndPids(307)
+	if err != nil || pidsErr != nil {
+		t.Fatal(err, pidsErr)
+	}
+	if m.Total != 536870912 || m.Usage != 4096 || m.Shmem != 512 {
+		t.Errorf("memory %+v: want the parent's limit, usage and shmem", m)
+	}
+	if !p.Current.Limited || p.Current.Value != 3 || p.Current.Source == nil || p.Current.Source.Level != 1 {
+		t.Errorf("pids %+v: want 3 from the parent (level 1)", p.Current)
+	}
+}
