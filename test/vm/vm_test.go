@@ -36,14 +36,17 @@ const (
 // defaultGroups are the e2e tests run in the VM, one test process per
 // group, all at once (the exec tests spend most of their time waiting):
 // the limits assertions of the v1 tier for runc and crun, with and
-// without the agent, `exec` included. TestConsumers needs the host's
-// interpreters, which the VM does not have.
+// without the agent, `exec` included, views that change underneath (nested
+// cgroups, live updates), annotations and hostile peers. TestConsumers
+// needs the host's interpreters, which the VM does not have.
 var defaultGroups = []string{
 	"^(TestControlWithoutAgent|TestWithAgent)$",
 	"^TestExecWithoutAgent$/^runc$",
 	"^TestExecWithoutAgent$/^crun$",
 	"^TestExecWithAgent$/^runc$",
 	"^TestExecWithAgent$/^crun$",
+	"^(TestNestedCgroup|TestLiveUpdate)$",
+	"^(TestCPUsAnnotation|TestHostileConnections)$",
 }
 
 const defaultSkip = "^TestConsumers$"
@@ -54,6 +57,8 @@ var required = []string{
 	"TestWithAgent/runc", "TestWithAgent/crun",
 	"TestExecWithoutAgent/runc", "TestExecWithoutAgent/crun",
 	"TestExecWithAgent/runc", "TestExecWithAgent/crun",
+	"TestNestedCgroup", "TestLiveUpdate/runc", "TestLiveUpdate/crun",
+	"TestCPUsAnnotation", "TestHostileConnections",
 }
 
 // TestCgroupV2VM boots Debian's kernel with cgroup_no_v1=all in qemu
