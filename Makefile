@@ -41,7 +41,8 @@ build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/seccompagent-runtime ./oci-hook/cmd/seccompagent-runtime
 
 # Every tier that exists: unit (fixtures), kernel (re-executed subprocess),
-# end-to-end (root: real runc and crun containers). Under CI=true a tier that
+# end-to-end (root: runc and crun containers, consumer matrix), engines
+# (podman, containerd, dockerd) and cgroup v2 (qemu VM). Under CI=true a tier that
 # cannot run fails instead of skipping. Packages run one at a time (-p 1): the
 # VM tier's emulated CPUs would otherwise starve the timing checks (live
 # updates within 1 s, uptime) of the host tiers on a 2-CPU machine.

@@ -8,8 +8,8 @@ import (
 )
 
 // TranslatePid maps pid, as thread tid sees it in its own pid namespace, to
-// the agent's pid namespace with the nsfs ioctl NS_GET_PID_FROM_PIDNS (Linux
-// 6.8+). The kernel looks the pid up the way find_process_by_pid would for
+// the agent's pid namespace with the nsfs ioctl NS_GET_PID_FROM_PIDNS (a
+// recent addition; 6.1 lacks it). The kernel looks the pid up the way find_process_by_pid would for
 // the caller, so a pid the caller cannot see is ESRCH and never another
 // container's task. Older kernels answer ENOTTY.
 func TranslatePid(procRoot string, tid, pid int) (int, error) {
