@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"github.com/seccompagent/seccompagent/test/testenv"
 	"os/exec"
 	"strings"
 	"testing"
@@ -37,10 +38,7 @@ func TestParseUptime(t *testing.T) {
 // TestParseUptimeHostBusybox checks the parser against the real busybox on
 // this host: its uptime must match /proc/uptime to the minute.
 func TestParseUptimeHostBusybox(t *testing.T) {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox not installed")
-	}
+	bb := testenv.RequireCommand(t, "busybox")
 	before, _ := HostUptime()
 	out, err := exec.Command(bb, "uptime").Output()
 	if err != nil {
