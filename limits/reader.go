@@ -271,8 +271,9 @@ type cached struct {
 }
 
 type fileCache struct {
-	mu sync.Mutex
-	m  map[string]cached
+	mu    sync.Mutex
+	m     map[string]cached
+	swept time.Time
 }
 
 func (c *fileCache) get(path string) (cached, bool) {
@@ -297,12 +298,15 @@ func (c *fileCache) put(path string, e cached) {
 	if c.m == nil {
 		c.m = map[string]cached{}
 	}
-	if len(c.m) >= 4096 { // cgroups come and go: drop what has expired
+	// Cgroups come and go: drop what has expired, at most once per TTL so
+	// a node with many containers does not scan the map on every put.
+	if len(c.m) >= 4096 && time.Since(c.swept) >= limitTTL {
 		for k, v := range c.m {
 			if time.Since(v.at) >= limitTTL {
 				delete(c.m, k)
 			}
 		}
+		c.swept = time.Now()
 	}
 	e.at = time.Now()
 	c.m[path] = e

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -63,6 +64,13 @@ func runServe(args []string, _, stderr io.Writer) error {
 	a.log.WithFields(logrus.Fields{"socket": *socket, "cgroups": reader.Mode(), "nr_cpu_ids": kern.NrCPUIDs,
 		"cpumask_size": kern.MaskSize, "version": version}).Info("seccompagent serving")
 
+	// A log reader that goes away must not take the agent (and with it
+	// every container's trapped calls) down.
+	signal.Ignore(syscall.SIGPIPE)
+	// Each listener keeps one thread in RECV or poll; Go's default cap of
+	// 10000 threads is fatal when reached, so leave room for many
+	// containers and their execs.
+	debug.SetMaxThreads(100000)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	go func() {

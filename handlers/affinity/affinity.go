@@ -96,7 +96,8 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 	if req.ABI.Compat {
 		addr = uint64(uint32(addr))
 	}
-	if uint64(length)*8 < uint64(h.Kernel.NrCPUIDs) {
+	// len * BITS_PER_BYTE is computed in unsigned int: it wraps, as here.
+	if length*8 < uint32(h.Kernel.NrCPUIDs) {
 		return notify.Fail(syscall.EINVAL)
 	}
 	if length%uint32(req.ABI.LongSize) != 0 {

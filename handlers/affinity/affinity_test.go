@@ -2,7 +2,10 @@ package affinity
 
 import (
 	"bytes"
+	"syscall"
 	"testing"
+
+	"github.com/seccompagent/seccompagent/notify"
 )
 
 func TestKeepLowest(t *testing.T) {
@@ -55,5 +58,19 @@ func TestParsePolicy(t *testing.T) {
 		if (err != nil) != tc.wantErr || got != tc.want {
 			t.Errorf("ParsePolicy(%q) = %+v, %v; want %+v, err %v", tc.in, got, err, tc.want, tc.wantErr)
 		}
+	}
+}
+
+func TestLengthCheckWrapsLikeTheKernel(t *testing.T) {
+	// kernel/sched: if ((len * BITS_PER_BYTE) < nr_cpu_ids) with len an
+	// unsigned int: 0x20000000 * 8 wraps to 0.
+	h := &Handler{Kernel: Kernel{NrCPUIDs: 2, MaskSize: 32}}
+	req := &notify.Request{ABI: notify.AMD64, Args: [6]uint64{0, 0x20000000, 0}}
+	if r := h.Handle(req); r.Errno != syscall.EINVAL {
+		t.Fatalf("len 0x20000000: %v, want EINVAL (the kernel's product wraps to 0)", r)
+	}
+	req.Args[1] = 0x1_0000_0004 // only the low 32 bits are len
+	if r := h.Handle(req); r.Errno != syscall.EINVAL {
+		t.Fatalf("len 0x100000004: %v, want EINVAL (len is the low 32 bits, 4, not a multiple of 8)", r)
 	}
 }
