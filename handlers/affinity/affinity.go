@@ -145,6 +145,15 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 			KeepLowest(mask, k)
 		}
 	}
+	if pid != 0 {
+		// The target may have exited after the translation and its host
+		// pid been reused by another container's task: translate again,
+		// and if the caller's pid no longer names the task we read, answer
+		// as the kernel would have for a task that is gone.
+		if t, err := notify.TranslatePid(h.ProcRoot, req.Tid, int(pid)); err != nil || t != target {
+			return notify.Fail(syscall.ESRCH)
+		}
+	}
 	n := min(int(length), h.Kernel.MaskSize)
 	if err := req.Mem.Write(addr, mask[:n]); err != nil {
 		if errors.Is(err, syscall.EFAULT) {
