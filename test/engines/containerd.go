@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -181,14 +180,7 @@ func (c *Containerd) Run(ctx context.Context, image string, opts RunOptions) (st
 	if !opts.Unconfined {
 		args = append(args, "--seccomp")
 	}
-	keys := make([]string, 0, len(opts.Annotations))
-	for k := range opts.Annotations {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "--annotation", k+"="+opts.Annotations[k])
-	}
+	args = append(args, annotationFlags(opts.Annotations)...)
 	for _, e := range opts.Env {
 		args = append(args, "--env", e)
 	}

@@ -117,3 +117,18 @@ func (cfg Config) check() error {
 	}
 	return nil
 }
+
+// annotationFlags renders annotations as "--annotation k=v" flags (podman
+// and ctr spell them alike), in a stable order.
+func annotationFlags(a map[string]string) []string {
+	keys := make([]string, 0, len(a))
+	for k := range a {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		out = append(out, "--annotation", k+"="+a[k])
+	}
+	return out
+}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -118,14 +117,7 @@ func (p *Podman) Run(ctx context.Context, image string, opts RunOptions) (string
 		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
 		"--cgroup-parent", p.cfg.CgroupParent,
 	}
-	keys := make([]string, 0, len(opts.Annotations))
-	for k := range opts.Annotations {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "--annotation", k+"="+opts.Annotations[k])
-	}
+	args = append(args, annotationFlags(opts.Annotations)...)
 	for _, e := range opts.Env {
 		args = append(args, "--env", e)
 	}
