@@ -289,19 +289,10 @@ func runExec(t *testing.T, rt harness.Runtime, agent *harness.Agent) (harness.Pr
 	if agent != nil {
 		listener = agent.Socket
 	}
-	b := limitedBundle(t, []string{"sleep", "1000"}, listener)
-	id := "e2e-exec-" + harness.UniqueID()
+	started := time.Now()
+	b, id := startDetached(t, rt, agent, listener, "e2e-exec-", "sleep", "1000")
 	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
 	defer cancel()
-	started := time.Now()
-	if err := rt.StartDetached(ctx, b, id); err != nil {
-		t.Fatalf("%s run -d: %v%s", rt, err, agentLog(agent))
-	}
-	t.Cleanup(func() {
-		if err := rt.KillDelete(b, id); err != nil {
-			t.Errorf("kill/delete: %v", err)
-		}
-	})
 	time.Sleep(execSettle)
 	stdout, stderr, err := rt.Exec(ctx, b, id, "/probe")
 	elapsed := time.Since(started)
@@ -368,4 +359,23 @@ func TestExecWithAgent(t *testing.T) {
 			checkKernelErrors(c)
 		})
 	}
+}
+
+// startDetached starts a limited container running args with rt (listener
+// "" for none) and kills and deletes it when the test ends.
+func startDetached(t *testing.T, rt harness.Runtime, agent *harness.Agent, listener, idPrefix string, args ...string) (*harness.Bundle, string) {
+	t.Helper()
+	b := limitedBundle(t, args, listener)
+	id := idPrefix + harness.UniqueID()
+	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
+	defer cancel()
+	if err := rt.StartDetached(ctx, b, id); err != nil {
+		t.Fatalf("%s run -d: %v%s", rt, err, agentLog(agent))
+	}
+	t.Cleanup(func() {
+		if err := rt.KillDelete(b, id); err != nil {
+			t.Errorf("kill/delete: %v", err)
+		}
+	})
+	return b, id
 }

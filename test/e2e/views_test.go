@@ -76,18 +76,9 @@ func TestNestedCgroup(t *testing.T) {
 	rt := harness.Runc
 	requireE2E(t, rt)
 	a := startAgent(t)
-	b := limitedBundle(t, []string{"sh", "-c", probeLoop}, a.Socket)
-	id := "e2e-nested-" + harness.UniqueID()
+	b, id := startDetached(t, rt, a, a.Socket, "e2e-nested-", "sh", "-c", probeLoop)
 	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
 	defer cancel()
-	if err := rt.StartDetached(ctx, b, id); err != nil {
-		t.Fatalf("run -d: %v%s", err, agentLog(a))
-	}
-	t.Cleanup(func() {
-		if err := rt.KillDelete(b, id); err != nil {
-			t.Errorf("kill/delete: %v", err)
-		}
-	})
 	pid, err := rt.InitPid(ctx, b, id)
 	if err != nil {
 		t.Fatal(err)
@@ -194,18 +185,9 @@ func TestLiveUpdate(t *testing.T) {
 			requireE2E(t, rt)
 			testenv.Require(t, hostCPUs >= 2, fmt.Sprintf("needs at least 2 CPUs to see a quota raise, host has %d", hostCPUs))
 			a := startAgent(t)
-			b := limitedBundle(t, []string{"sleep", "1000"}, a.Socket)
-			id := "e2e-update-" + harness.UniqueID()
+			b, id := startDetached(t, rt, a, a.Socket, "e2e-update-", "sleep", "1000")
 			ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
 			defer cancel()
-			if err := rt.StartDetached(ctx, b, id); err != nil {
-				t.Fatalf("run -d: %v%s", err, agentLog(a))
-			}
-			t.Cleanup(func() {
-				if err := rt.KillDelete(b, id); err != nil {
-					t.Errorf("kill/delete: %v", err)
-				}
-			})
 			stdout, stderr, err := rt.Exec(ctx, b, id, "/probe")
 			if err != nil {
 				t.Fatalf("exec /probe: %v\n%s%s", err, stderr, agentLog(a))
