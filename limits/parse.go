@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -115,15 +116,11 @@ func ParseCPUList(s string) ([]int, error) {
 // ParseKeyed parses "key value" lines (memory.stat) and returns the value
 // of each wanted key that is present.
 func ParseKeyed(r io.Reader, keys ...string) (map[string]uint64, error) {
-	want := map[string]bool{}
-	for _, k := range keys {
-		want[k] = true
-	}
 	out := map[string]uint64{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !want[k] {
+		if !ok || !slices.Contains(keys, k) {
 			continue
 		}
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
@@ -137,15 +134,11 @@ func ParseKeyed(r io.Reader, keys ...string) (map[string]uint64, error) {
 
 // ParseMeminfo returns the wanted /proc/meminfo fields in bytes.
 func ParseMeminfo(r io.Reader, keys ...string) (map[string]uint64, error) {
-	want := map[string]bool{}
-	for _, k := range keys {
-		want[k] = true
-	}
 	out := map[string]uint64{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		k, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || !want[k] {
+		if !ok || !slices.Contains(keys, k) {
 			continue
 		}
 		f := strings.Fields(rest)
