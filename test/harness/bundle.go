@@ -14,8 +14,17 @@ import (
 )
 
 // CgroupParent is the cgroup (in every hierarchy) under which all test
-// containers get their own unique leaf.
-const CgroupParent = "/seccompagent-e2e"
+// containers get their own unique leaf: /seccompagent-e2e, or
+// $SECCOMPAGENT_E2E_CGROUP_PARENT so that two test runs on one machine never
+// remove each other's parent.
+var CgroupParent = cgroupParent()
+
+func cgroupParent() string {
+	if p := os.Getenv("SECCOMPAGENT_E2E_CGROUP_PARENT"); strings.HasPrefix(p, "/") && len(p) > 1 {
+		return filepath.Clean(p)
+	}
+	return "/seccompagent-e2e"
+}
 
 // OCIVersion is written as config.json's ociVersion. crun 1.8 rejects
 // anything but 1.0.x ("unknown version specified") and every field used here
