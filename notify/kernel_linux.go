@@ -45,20 +45,27 @@ type Kernel struct {
 
 func ioctlPtr(fd int, req uint, p unsafe.Pointer) error {
 	for {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(p))
-		if e == unix.EINTR {
+		err := ioctlOnce(fd, req, p)
+		if err == unix.EINTR {
 			continue
 		}
-		if e != 0 {
-			return e
-		}
-		return nil
+		return err
 	}
 }
 
+func ioctlOnce(fd int, req uint, p unsafe.Pointer) error {
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(p))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// kernelRecv blocks until a notification arrives. EINTR is returned, not
+// retried: it is how Loop.Stop wakes a blocked receiver.
 func kernelRecv(fd int, n *notif) error {
 	*n = notif{} // the kernel insists on a zeroed buffer
-	return ioctlPtr(fd, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(n))
+	return ioctlOnce(fd, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(n))
 }
 
 func kernelIDValid(fd int, id uint64) error {
@@ -86,10 +93,13 @@ func kernelHungUp(fd int) bool {
 }
 
 func kernelWaitReadable(fd int) (bool, error) {
-	rev, err := pollFd(fd, -1)
+	// One poll, EINTR returned: Loop.Stop wakes a poller with a signal.
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	_, err := unix.Poll(fds, -1)
 	if err != nil {
 		return false, err
 	}
+	rev := fds[0].Revents
 	if rev&unix.POLLIN != 0 {
 		return false, nil
 	}

@@ -3,13 +3,33 @@ package notify
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
+
+// Pending is a notification as RECV delivered it: enough to answer it again
+// (by another process holding the same listener) if this one dies first.
+type Pending struct {
+	ID   uint64
+	Tid  uint32
+	Arch uint32
+	Nr   int32
+	Args [6]uint64
+}
+
+// Journal is told of every notification the loop has received, before it
+// is answered. A later agent uses it to answer the notifications this one
+// received and never answered (see agent/journal.go): the kernel keeps such
+// a notification "sent", and only a SEND with its id releases the caller.
+type Journal interface {
+	Received(p *Pending)
+}
 
 // Loop serves one seccomp listener fd until every task using its filter is
 // gone. One loop runs per fd, so a slow or flooding container only ever
@@ -24,12 +44,21 @@ type Loop struct {
 	// Gate is held for reading while a notification is in flight, so a
 	// shutdown can take it for writing and know nothing is half answered.
 	Gate *sync.RWMutex
-	Log  *logrus.Entry
+	// Journal, if set, records each notification before it is answered.
+	Journal Journal
+	Log     *logrus.Entry
+
+	stopping atomic.Bool
+	tid      atomic.Int32 // the thread blocked in poll/RECV, for Stop
 }
 
+// ErrStopped is what Run returns after Stop.
+var ErrStopped = errors.New("notification loop stopped")
+
 // Run receives and answers notifications until the listener hangs up
-// (returns nil) or fails in a way retrying cannot fix (returns the error).
-// It never closes Fd: the caller owns it.
+// (returns nil), Stop is called (returns ErrStopped) or it fails in a way
+// retrying cannot fix (returns the error). It never closes Fd: the caller
+// owns it.
 func (l *Loop) Run() error {
 	if l.ProcRoot == "" {
 		l.ProcRoot = "/proc"
@@ -37,21 +66,42 @@ func (l *Loop) Run() error {
 	if l.Gate == nil {
 		l.Gate = new(sync.RWMutex)
 	}
+	// Stop interrupts the blocking poll or RECV with a signal aimed at
+	// this thread, so the goroutine must stay on it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	l.tid.Store(int32(unix.Gettid()))
+	defer l.tid.Store(0)
 	var n notif
 	for {
+		if l.stopping.Load() {
+			return ErrStopped
+		}
 		if l.Kernel.WaitReadable != nil {
 			hup, err := l.Kernel.WaitReadable(l.Fd)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("poll seccomp listener: %w", err)
 			}
 			if hup {
 				return nil
 			}
+			if l.stopping.Load() {
+				return ErrStopped
+			}
 		}
 		err := l.Kernel.Recv(l.Fd, &n)
 		switch {
 		case err == nil:
-			l.serve(&n)
+			p := Pending{ID: n.ID, Tid: n.Pid, Arch: n.Arch, Nr: n.Nr, Args: n.Args}
+			if l.Journal != nil {
+				l.Journal.Received(&p)
+			}
+			l.Answer(&p)
+		case errors.Is(err, unix.EINTR):
+			// Stop's signal, or any other: look at the flag again.
 		case errors.Is(err, unix.ENOENT):
 			// The trapped task was killed or signalled before we read
 			// the notification, or (Linux 6.6+) the filter lost its last
@@ -68,12 +118,38 @@ func (l *Loop) Run() error {
 	}
 }
 
-func (l *Loop) serve(n *notif) {
+// Stop makes Run return ErrStopped once the notification it is answering,
+// if any, has been answered; it never abandons a received notification. It
+// returns at once; Run's return says when the loop has stopped. The thread
+// blocked in poll or RECV is woken with SIGURG, which the Go runtime
+// tolerates at any time and which makes both return EINTR (RECV's
+// down_interruptible and poll are not restarted for a handled signal).
+func (l *Loop) Stop() {
+	l.stopping.Store(true)
+	if tid := l.tid.Load(); tid != 0 {
+		_ = unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG)
+	}
+}
+
+// Stopping reports whether Stop was called.
+func (l *Loop) Stopping() bool { return l.stopping.Load() }
+
+// Answer computes and sends the answer to p. Run calls it for every
+// notification it receives; a new agent calls it for the notifications a
+// dead one received and never answered (the id check inside makes a stale
+// one harmless).
+func (l *Loop) Answer(p *Pending) {
+	if l.ProcRoot == "" {
+		l.ProcRoot = "/proc"
+	}
+	if l.Gate == nil {
+		l.Gate = new(sync.RWMutex)
+	}
 	l.Gate.RLock()
 	defer l.Gate.RUnlock()
 
-	resp := l.answer(n)
-	r := notifResp{ID: n.ID}
+	resp := l.answer(p)
+	r := notifResp{ID: p.ID}
 	switch {
 	case resp.Continue:
 		r.Flags = flagContinue
@@ -85,25 +161,25 @@ func (l *Loop) serve(n *notif) {
 	if err := l.Kernel.Send(l.Fd, &r); err != nil {
 		// ENOENT: the caller died or was interrupted by a signal after
 		// we received it; the kernel has already dealt with it.
-		l.Log.WithFields(logrus.Fields{"id": n.ID, "tid": n.Pid, "err": err}).Debug("respond failed")
+		l.Log.WithFields(logrus.Fields{"id": p.ID, "tid": p.Tid, "err": err}).Debug("respond failed")
 	}
 }
 
 // answer runs the TOCTOU order: open the thread's memory, check the id is
 // still valid (so the tid still names the trapped thread), compute and write,
 // and only then respond. Every failure short of a handler answer is Continue.
-func (l *Loop) answer(n *notif) (resp Response) {
+func (l *Loop) answer(n *Pending) (resp Response) {
 	e, ok := l.Registry.lookup(n.Arch, n.Nr)
 	if !ok {
 		return Continue()
 	}
-	log := l.Log.WithFields(logrus.Fields{"id": n.ID, "tid": n.Pid, "syscall": e.name, "arch": e.abi.Name})
-	if n.Pid == 0 {
+	log := l.Log.WithFields(logrus.Fields{"id": n.ID, "tid": n.Tid, "syscall": e.name, "arch": e.abi.Name})
+	if n.Tid == 0 {
 		// The trapped thread is not visible in our pid namespace.
 		log.Debug("caller not visible from the agent's pid namespace: continue")
 		return Continue()
 	}
-	mem, err := openProcMem(l.ProcRoot, int(n.Pid))
+	mem, err := openProcMem(l.ProcRoot, int(n.Tid))
 	if err != nil {
 		log.WithError(err).Debug("open caller memory: continue")
 		return Continue()
@@ -114,7 +190,7 @@ func (l *Loop) answer(n *notif) (resp Response) {
 		log.WithError(err).Debug("notification no longer valid")
 		return Continue()
 	}
-	req := &Request{ID: n.ID, Tid: int(n.Pid), ABI: e.abi, Nr: n.Nr, Args: n.Args, Container: l.Container, Mem: mem}
+	req := &Request{ID: n.ID, Tid: int(n.Tid), ABI: e.abi, Nr: n.Nr, Args: n.Args, Container: l.Container, Mem: mem}
 	defer func() {
 		if p := recover(); p != nil {
 			log.WithField("panic", p).Errorf("handler panicked, answering with the kernel's value\n%s", debug.Stack())
@@ -129,6 +205,11 @@ func (l *Loop) answer(n *notif) (resp Response) {
 	log.WithField("answer", resp).Debug("answered")
 	return resp
 }
+
+// IDValid reports whether notification id is still waiting for an answer
+// from some holder of fd (SECCOMP_IOCTL_NOTIF_ID_VALID: true only for a
+// notification that was received and not yet answered).
+func IDValid(fd int, id uint64) bool { return kernelIDValid(fd, id) == nil }
 
 // validErrno reports whether errno is one a syscall can return (1..4095).
 func validErrno(e syscall.Errno) bool { return e > 0 && e < 4096 }
