@@ -2,13 +2,16 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/seccompagent/seccompagent/handlers/affinity"
@@ -23,6 +26,13 @@ import (
 type Config struct {
 	// Socket is the unix socket runtimes connect to.
 	Socket string
+	// HolderSocket is the holder's socket; empty means no holder: the
+	// listener fds live only in this process, and its exit costs every
+	// container ENOSYS for good.
+	HolderSocket string
+	// SpawnHolder starts a holder serving HolderSocket, detached from
+	// this process (cmd/seccompagent re-executes itself as `hold`).
+	SpawnHolder func() error
 	// ProcRoot is the procfs mount ("/proc").
 	ProcRoot string
 	// FSRoot is the root under which cgroup mounts and /sys are found ("/").
@@ -37,10 +47,29 @@ type Server struct {
 	log    *logrus.Entry
 	reader *limits.Reader
 	kernel affinity.Kernel
-	// gate is held for reading while a notification is in flight, so a
-	// shutdown can take it for writing and know nothing is half answered.
-	gate  *sync.RWMutex
-	inits initPids
+	inits  initPids
+
+	journal *journal
+	ln      *net.UnixListener
+
+	hmu      sync.Mutex // guards hfd: sends to the holder
+	hfd      int        // connection to the holder, -1 without one
+	mu       sync.Mutex
+	attached map[uint64]*attached
+
+	stopping  atomic.Bool
+	stopOnce  sync.Once
+	stopCh    chan string // why Run must stop
+	receiving sync.WaitGroup
+	loops     sync.WaitGroup
+}
+
+// attached is one container listener being served.
+type attached struct {
+	key  uint64
+	fd   int
+	meta listenerMeta
+	loop *notify.Loop
 }
 
 // New reads the host's cgroup layout and kernel facts.
@@ -59,41 +88,414 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, gate: new(sync.RWMutex)}, nil
+	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, hfd: -1,
+		attached: map[uint64]*attached{}, stopCh: make(chan string, 1)}, nil
 }
 
-// Run serves until ctx is cancelled, then stops accepting, waits (up to 5 s)
-// for the notifications being answered and returns.
+// Run serves until ctx is cancelled or a newer agent takes over. Either way
+// it stops accepting, lets every loop answer the notification in its hands,
+// and returns; with a holder, the containers' listeners stay open there for
+// the next agent, and their calls wait in the kernel's queue meanwhile.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := Listen(s.cfg.Socket)
-	if err != nil {
-		return err
-	}
-	s.log.WithFields(logrus.Fields{"socket": s.cfg.Socket, "cgroups": s.reader.Mode(), "nr_cpu_ids": s.kernel.NrCPUIDs,
-		"cpumask_size": s.kernel.MaskSize, "version": s.cfg.Version}).Info("seccompagent serving")
-
 	// Each listener keeps one thread in RECV or poll; Go's default cap of
 	// 10000 threads is fatal when reached, so leave room for many
 	// containers and their execs.
 	debug.SetMaxThreads(100000)
-	go func() {
-		<-ctx.Done()
-		s.log.Info("shutting down: no new containers, finishing in-flight notifications")
-		ln.Close()
-	}()
-	s.acceptLoop(ln)
-	os.Remove(s.cfg.Socket)
-	// Wait for every notification being answered; new ones wait here
-	// until the process exits.
-	done := make(chan struct{})
-	go func() { s.gate.Lock(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		s.log.Warn("in-flight notifications did not finish within 5s")
+
+	var entries []entry
+	previous := "none"
+	if s.cfg.HolderSocket != "" {
+		var err error
+		if entries, previous, err = s.connectHolder(); err != nil {
+			return err
+		}
 	}
-	s.log.Info("seccompagent stopped")
+	if err := s.setUp(entries); err != nil {
+		s.closeHolder()
+		return err
+	}
+	s.log.WithFields(logrus.Fields{"socket": s.cfg.Socket, "holder": s.cfg.HolderSocket, "cgroups": s.reader.Mode(),
+		"nr_cpu_ids": s.kernel.NrCPUIDs, "cpumask_size": s.kernel.MaskSize, "version": s.cfg.Version,
+		"adopted": len(s.attached), "previous_agent": previous}).Info("seccompagent serving")
+	if s.hfd >= 0 {
+		go s.watchHolder()
+	}
+	go s.acceptLoop()
+	var why string
+	select {
+	case <-ctx.Done():
+		why = "signal"
+	case why = <-s.stopCh:
+	}
+	s.stop(why)
 	return nil
+}
+
+func (s *Server) requestStop(why string) {
+	s.stopOnce.Do(func() { s.stopCh <- why })
+}
+
+// stop ends serving: no new runtime connection is taken, the ones being
+// received are finished (their fds reach the holder), every loop answers
+// what it holds and stops.
+func (s *Server) stop(why string) {
+	s.stopping.Store(true)
+	s.log.WithField("reason", why).Info("stopping: no new containers, finishing the notifications in hand")
+	s.ln.Close() // our copy: the holder keeps the socket listening
+	s.receiving.Wait()
+	s.mu.Lock()
+	for _, a := range s.attached {
+		a.loop.Stop()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.loops.Wait(); close(done) }()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(5 * time.Second)
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-t.C:
+			// A Stop signal can land just before its loop blocks
+			// again: repeat it until every loop has returned.
+			s.mu.Lock()
+			for _, a := range s.attached {
+				a.loop.Stop()
+			}
+			s.mu.Unlock()
+		case <-deadline:
+			s.log.Warn("some notification loops did not stop within 5s")
+			break wait
+		}
+	}
+	if s.hfd >= 0 {
+		s.send(frame{Op: "bye"}, -1)
+		s.log.WithField("held", len(s.attached)).Info("seccompagent stopped; the holder keeps the containers' listeners for the next agent")
+	} else {
+		s.log.Info("seccompagent stopped")
+	}
+	s.closeHolder()
+}
+
+// entry is one fd the holder gave us.
+type entry struct {
+	kind string
+	key  uint64
+	meta json.RawMessage
+	fd   int
+}
+
+// connectHolder attaches to the holder (starting one if none runs) and
+// receives what it holds. If another agent serves, the holder asks it to
+// hand over first, so this returns once that agent has exited.
+func (s *Server) connectHolder() ([]entry, string, error) {
+	fd, err := dialHolder(s.cfg.HolderSocket)
+	if err != nil && s.cfg.SpawnHolder != nil {
+		if serr := s.cfg.SpawnHolder(); serr != nil {
+			return nil, "", fmt.Errorf("start the holder: %w", serr)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for err != nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			fd, err = dialHolder(s.cfg.HolderSocket)
+		}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("holder socket %s not reachable: %w", s.cfg.HolderSocket, err)
+	}
+	if err := sendFrame(fd, frame{Op: "hello", Role: "agent", Version: handoffVersion}, -1); err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("greet the holder: %w", err)
+	}
+	var entries []entry
+	for {
+		f, got, err := recvFrame(fd)
+		if err != nil {
+			for _, e := range entries {
+				unix.Close(e.fd)
+			}
+			unix.Close(fd)
+			return nil, "", fmt.Errorf("receive from the holder: %w", err)
+		}
+		switch f.Op {
+		case "entry":
+			if got >= 0 {
+				entries = append(entries, entry{kind: f.Kind, key: f.Key, meta: f.Meta, fd: got})
+			}
+		case "ready":
+			s.hmu.Lock()
+			s.hfd = fd
+			s.hmu.Unlock()
+			return entries, f.Previous, nil
+		default:
+			if got >= 0 {
+				unix.Close(got)
+			}
+		}
+	}
+}
+
+func (s *Server) closeHolder() {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	if s.hfd >= 0 {
+		unix.Close(s.hfd)
+		s.hfd = -1
+	}
+}
+
+// send gives the holder one frame; a failure is left to watchHolder, which
+// reconnects and sends everything again.
+func (s *Server) send(f frame, fd int) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	if s.hfd < 0 {
+		return
+	}
+	if err := sendFrame(s.hfd, f, fd); err != nil {
+		s.log.WithError(err).Debug("send to the holder failed")
+	}
+}
+
+// setUp takes the listening socket, the journal and the listeners from the
+// holder's entries, creating what is missing.
+func (s *Server) setUp(entries []entry) error {
+	var listeners []entry
+	for _, e := range entries {
+		switch {
+		case e.kind == kindSocket && s.ln == nil:
+			f := os.NewFile(uintptr(e.fd), "runtime-socket")
+			l, err := net.FileListener(f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("runtime socket from the holder: %w", err)
+			}
+			s.ln = l.(*net.UnixListener)
+			s.ln.SetUnlinkOnClose(false)
+		case e.kind == kindJournal && s.journal == nil:
+			j, err := openJournal(e.fd)
+			if err != nil {
+				s.log.WithError(err).Warn("journal from the holder unusable: notifications a crashed agent held are answered only by probing ids")
+				unix.Close(e.fd)
+				continue
+			}
+			s.journal = j
+		case e.kind == kindListener:
+			listeners = append(listeners, e)
+		default:
+			unix.Close(e.fd)
+		}
+	}
+	if s.ln == nil {
+		ln, err := Listen(s.cfg.Socket)
+		if err != nil {
+			return err
+		}
+		s.ln = ln
+		s.putListeningSocket()
+	}
+	if s.journal == nil {
+		j, err := newJournal()
+		if err != nil {
+			return err
+		}
+		s.journal = j
+		s.send(frame{Op: "put", Kind: kindJournal, Key: 1}, j.fd)
+	}
+	for _, e := range listeners {
+		s.adopt(e)
+	}
+	return nil
+}
+
+func (s *Server) putListeningSocket() {
+	if s.hfd < 0 {
+		return
+	}
+	raw, err := s.ln.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) { s.send(frame{Op: "put", Kind: kindSocket, Key: 2}, int(fd)) })
+}
+
+// adopt serves a listener a previous agent (or the holder) received. The
+// notifications that agent took and never answered are answered first.
+func (s *Server) adopt(e entry) {
+	var meta listenerMeta
+	if err := json.Unmarshal(e.meta, &meta); err != nil {
+		s.log.WithError(err).Warn("listener from the holder has unreadable metadata: serving it without container details")
+		meta.Slot = -1
+	}
+	claimed := meta.Slot >= 0 && s.journal.claim(meta.Slot, e.key)
+	var orphan *notify.Pending
+	if claimed {
+		if p, ok := s.journal.last(meta.Slot, e.key); ok {
+			orphan = &p
+		}
+	} else {
+		meta.Slot = s.journal.alloc(e.key)
+		b, _ := json.Marshal(meta)
+		s.send(frame{Op: "put", Kind: kindListener, Key: e.key, Meta: b}, e.fd)
+	}
+	s.start(e.key, e.fd, meta, orphan)
+}
+
+// recoverOrphans answers the notifications of fd that a dead agent
+// received and never answered. The kernel calls them valid (ID_VALID) only
+// while they are received and unanswered, and nobody else receives on fd
+// before this returns. The journal's last record is answered properly;
+// ids right after it (received by the dead agent before it could record
+// them) get CONTINUE: the kernel's own answer rather than a hang.
+func (s *Server) recoverOrphans(a *attached, last *notify.Pending, log *logrus.Entry) {
+	if last == nil {
+		return
+	}
+	if notify.IDValid(a.fd, last.ID) {
+		log.WithField("id", last.ID).Info("answering a notification the previous agent received and never answered")
+		a.loop.Answer(last)
+	}
+	for id := last.ID + 1; id <= last.ID+orphanProbe; id++ {
+		if notify.IDValid(a.fd, id) {
+			log.WithField("id", id).Info("a notification the previous agent received unrecorded: letting the kernel answer it")
+			a.loop.Answer(&notify.Pending{ID: id}) // unknown syscall: CONTINUE
+		}
+	}
+}
+
+// orphanProbe is how many ids after the last recorded one are checked.
+const orphanProbe = 64
+
+// start runs the loop for one listener.
+func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pending) {
+	st := meta.State.State
+	c := &notify.Container{ID: st.ID, InitPid: st.Pid, Annotations: st.Annotations}
+	if c.InitPid == 0 {
+		// crun 1.8 sends neither pid for an exec: use the init we saw
+		// when the container was created (else the handlers find pid 1
+		// of the caller's pid namespace).
+		c.InitPid = s.inits.lookup(c.ID)
+	} else {
+		s.inits.add(c.ID, c.InitPid)
+	}
+	log := s.log.WithFields(logrus.Fields{"container": c.ID, "pid": meta.State.Pid, "status": st.Status})
+	a := &attached{key: key, fd: fd, meta: meta, loop: s.newLoop(fd, c, meta.Slot, log)}
+	s.mu.Lock()
+	s.attached[key] = a
+	s.mu.Unlock()
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		s.recoverOrphans(a, orphan, log)
+		log.WithFields(logrus.Fields{"since": meta.Since.Format(time.RFC3339)}).Info("container attached")
+		err := a.loop.Run()
+		if errors.Is(err, notify.ErrStopped) {
+			return // the holder keeps fd for the next agent
+		}
+		if err != nil {
+			log.WithError(err).Error("notification loop stopped; trapped calls of this container now fail with ENOSYS")
+		}
+		s.mu.Lock()
+		delete(s.attached, key)
+		s.mu.Unlock()
+		if c.InitPid != 0 && st.Pid != 0 {
+			s.inits.remove(c.ID, c.InitPid)
+		}
+		s.send(frame{Op: "drop", Key: key}, -1)
+		s.journal.release(meta.Slot)
+		unix.Close(fd)
+		log.Info("container detached")
+	}()
+}
+
+func (s *Server) newLoop(fd int, c *notify.Container, slot int, log *logrus.Entry) *notify.Loop {
+	policy, err := affinity.ParsePolicy(c.Annotations[affinity.Annotation])
+	if err != nil {
+		log.WithError(err).Warn("ignoring annotation, using quota")
+	}
+	reg := notify.NewRegistry()
+	regErr := errors.Join(
+		reg.Register("sysinfo", &sysinfo.Handler{Limits: s.reader, Host: sysinfo.RealHost, ProcRoot: s.cfg.ProcRoot, Log: log}),
+		reg.Register("sched_getaffinity", &affinity.Handler{Limits: s.reader, Kernel: s.kernel, Policy: policy, ProcRoot: s.cfg.ProcRoot, Log: log}),
+	)
+	if regErr != nil {
+		// Only possible with a broken libseccomp; every call is
+		// answered CONTINUE then, which is the kernel's answer.
+		log.WithError(regErr).Error("cannot resolve syscall numbers")
+	}
+	syncWake := notify.EnableSyncWakeUp(fd)
+	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: notify.KernelFor(syncWake), ProcRoot: s.cfg.ProcRoot, Log: log}
+	if slot >= 0 {
+		loop.Journal = testStall(slotJournal{j: s.journal, slot: slot}, log)
+	}
+	return loop
+}
+
+// watchHolder waits for the holder's word: "handover" (a newer agent
+// started) stops this one; a lost connection (the holder was killed) is
+// repaired by starting a holder again and giving it everything anew.
+func (s *Server) watchHolder() {
+	for {
+		s.hmu.Lock()
+		fd := s.hfd
+		s.hmu.Unlock()
+		if fd < 0 {
+			return
+		}
+		f, got, err := recvFrame(fd)
+		if got >= 0 {
+			unix.Close(got)
+		}
+		if err == nil {
+			if f.Op == "handover" {
+				s.log.Info("a newer agent started: handing over")
+				s.requestStop("handover")
+				return
+			}
+			continue
+		}
+		if s.stopping.Load() {
+			return
+		}
+		s.log.WithError(err).Warn("lost the holder: starting it again and handing it every listener")
+		s.closeHolder()
+		s.reconnectHolder()
+	}
+}
+
+func (s *Server) reconnectHolder() {
+	for !s.stopping.Load() {
+		entries, _, err := s.connectHolder()
+		if err != nil {
+			s.log.WithError(err).Error("holder unavailable; retrying (an agent crash now would cost the containers ENOSYS)")
+			time.Sleep(time.Second)
+			continue
+		}
+		s.putListeningSocket()
+		s.send(frame{Op: "put", Kind: kindJournal, Key: 1}, s.journal.fd)
+		s.mu.Lock()
+		for _, a := range s.attached {
+			b, _ := json.Marshal(a.meta)
+			s.send(frame{Op: "put", Kind: kindListener, Key: a.key, Meta: b}, a.fd)
+		}
+		known := map[uint64]bool{}
+		for k := range s.attached {
+			known[k] = true
+		}
+		s.mu.Unlock()
+		for _, e := range entries {
+			if e.kind == kindListener && !known[e.key] {
+				s.adopt(e) // accepted by that holder while we were apart
+			} else {
+				unix.Close(e.fd)
+			}
+		}
+		s.log.Info("holder back: every listener handed to it again")
+		return
+	}
 }
 
 // Listen creates the root-only socket: directory 0700, socket 0600. A stale
@@ -166,24 +568,27 @@ func (p *initPids) lookup(id string) int {
 	return 0
 }
 
-func (s *Server) acceptLoop(ln *net.UnixListener) {
+func (s *Server) acceptLoop() {
 	for {
-		conn, err := ln.AcceptUnix()
+		conn, err := s.ln.AcceptUnix()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || s.stopping.Load() {
 				return
 			}
 			s.log.WithError(err).Warn("accept failed")
 			time.Sleep(10 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
+		s.receiving.Add(1)
 		go s.serveConn(conn)
 	}
 }
 
 // serveConn takes one runtime connection: check the peer, receive the state
-// and the listener fd, then serve that fd until its container is gone.
+// and the listener fd, hand a copy to the holder, then serve the fd until
+// its container is gone.
 func (s *Server) serveConn(conn *net.UnixConn) {
+	defer s.receiving.Done()
 	log := s.log
 	if err := checkPeer(conn); err != nil {
 		log.WithError(err).Warn("rejected connection")
@@ -202,46 +607,13 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		log.WithError(err).Warn("rejected connection: not a valid seccomp listener message")
 		return
 	}
-	st := rcv.State.State
-	c := &notify.Container{ID: st.ID, InitPid: st.Pid, Annotations: st.Annotations}
-	if c.InitPid == 0 {
-		// crun 1.8 sends neither pid for an exec: use the init we saw
-		// when the container was created (else the handlers find pid 1
-		// of the caller's pid namespace).
-		c.InitPid = s.inits.lookup(c.ID)
-	} else {
-		s.inits.add(c.ID, c.InitPid)
-		defer s.inits.remove(c.ID, c.InitPid)
-	}
-	log = log.WithFields(logrus.Fields{"container": c.ID, "pid": rcv.State.Pid, "status": st.Status})
-	s.serveListener(rcv.Fd, c, log)
-	unix.Close(rcv.Fd)
-	log.Info("container detached")
-}
-
-// serveListener runs the notify loop for one container's listener fd until
-// every task using its filter is gone.
-func (s *Server) serveListener(fd int, c *notify.Container, log *logrus.Entry) {
-	policy, err := affinity.ParsePolicy(c.Annotations[affinity.Annotation])
-	if err != nil {
-		log.WithError(err).Warn("ignoring annotation, using quota")
-	}
-	reg := notify.NewRegistry()
-	regErr := errors.Join(
-		reg.Register("sysinfo", &sysinfo.Handler{Limits: s.reader, Host: sysinfo.RealHost, ProcRoot: s.cfg.ProcRoot, Log: log}),
-		reg.Register("sched_getaffinity", &affinity.Handler{Limits: s.reader, Kernel: s.kernel, Policy: policy, ProcRoot: s.cfg.ProcRoot, Log: log}),
-	)
-	if regErr != nil {
-		// Only possible with a broken libseccomp; every call is
-		// answered CONTINUE then, which is the kernel's answer.
-		log.WithError(regErr).Error("cannot resolve syscall numbers")
-	}
-	syncWake := notify.EnableSyncWakeUp(fd)
-	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: notify.KernelFor(syncWake), ProcRoot: s.cfg.ProcRoot, Gate: s.gate, Log: log}
-	log.WithField("sync_wake_up", syncWake).Info("container attached")
-	if err := loop.Run(); err != nil {
-		log.WithError(err).Error("notification loop stopped; trapped calls of this container now fail with ENOSYS")
-	}
+	key := rand.Uint64() | 1
+	meta := listenerMeta{State: rcv.State, Slot: s.journal.alloc(key), Since: time.Now()}
+	// The holder gets its copy before the first notification is
+	// answered: from here on this process may die at any instant.
+	b, _ := json.Marshal(meta)
+	s.send(frame{Op: "put", Kind: kindListener, Key: key, Meta: b}, rcv.Fd)
+	s.start(key, rcv.Fd, meta, nil)
 }
 
 // checkPeer allows only root (or the agent's own user) to hand us fds; the

@@ -5,8 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/seccompagent/seccompagent/agent"
 	ocihook "github.com/seccompagent/seccompagent/oci-hook"
@@ -15,12 +18,15 @@ import (
 
 func init() {
 	commands["serve"] = command{"run the agent: answer trapped syscalls for containers", runServe}
+	commands["hold"] = command{"keep containers' listener fds across agent restarts (started by serve)", runHold}
 }
 
 func runServe(args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", ocihook.DefaultSocket, "unix socket runtimes connect to (linux.seccomp.listenerPath)")
+	holderSocket := fs.String("holder-socket", "", "socket of the holder that keeps listener fds across restarts (default: holder.sock next to --socket)")
+	noHolder := fs.Bool("no-holder", false, "keep listener fds only in this process: its exit costs every container ENOSYS")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	procRoot := fs.String("proc", "/proc", "procfs mount to read processes from")
@@ -32,8 +38,15 @@ func runServe(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := agent.New(agent.Config{Socket: *socket, ProcRoot: *procRoot, FSRoot: *fsRoot,
-		Version: version, Log: logrus.NewEntry(logger)})
+	cfg := agent.Config{Socket: *socket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger)}
+	if !*noHolder {
+		cfg.HolderSocket = *holderSocket
+		if cfg.HolderSocket == "" {
+			cfg.HolderSocket = agent.DefaultHolderSocket(*socket)
+		}
+		cfg.SpawnHolder = func() error { return spawnHolder(cfg.HolderSocket, *level, *format) }
+	}
+	srv, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -43,6 +56,38 @@ func runServe(args []string, _, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return srv.Run(ctx)
+}
+
+// spawnHolder starts `seccompagent hold` from this very binary (even if the
+// file was replaced by an upgrade), in its own session so that a signal to
+// the agent's process group does not reach it.
+func spawnHolder(socket, level, format string) error {
+	cmd := exec.Command("/proc/self/exe", "hold", "--socket", socket, "--log-level", level, "--log-format", format)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go cmd.Wait() // reap it if it exits while we run
+	return nil
+}
+
+func runHold(args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hold", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", agent.DefaultHolderSocket(ocihook.DefaultSocket), "the holder's socket (serve --holder-socket)")
+	idle := fs.Duration("idle-exit", 5*time.Minute, "exit after this long with no agent and no container to hold (0: never)")
+	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		return err
+	}
+	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
+	return agent.RunHolder(agent.HolderConfig{Socket: *socket, IdleExit: *idle, Log: logrus.NewEntry(logger).WithField("role", "holder")})
 }
 
 func newLogger(w io.Writer, level, format string) (*logrus.Logger, error) {

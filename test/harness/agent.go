@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,10 +34,23 @@ type Agent struct {
 }
 
 // StartAgent starts `bin serve --socket socket --log-level debug` with its
-// output in a log file next to the socket, and returns once the socket
-// accepts connections. If the agent exits or the socket is not ready within
-// 10 s (or ctx ends), the agent is stopped and the error includes its log.
+// output appended to a log file next to the socket, and returns once the
+// agent logs that it serves. If the agent exits or is not ready within 10 s
+// (or ctx ends), the agent is stopped and the error includes its log.
 func StartAgent(ctx context.Context, bin, socket string) (*Agent, error) {
+	return StartAgentWith(ctx, bin, socket, AgentOptions{})
+}
+
+// AgentOptions are extra settings for StartAgentWith.
+type AgentOptions struct {
+	Args []string // more serve flags
+	Env  []string // more environment
+}
+
+// StartAgentWith is StartAgent with extra flags and environment. Starting a
+// second agent on a socket another one serves makes the first hand over
+// and exit (an upgrade); both share the holder next to the socket.
+func StartAgentWith(ctx context.Context, bin, socket string, opts AgentOptions) (*Agent, error) {
 	socket, err := filepath.Abs(socket)
 	if err != nil {
 		return nil, err
@@ -45,16 +59,19 @@ func StartAgent(ctx context.Context, bin, socket string) (*Agent, error) {
 		return nil, err
 	}
 	logPath := socket + ".log"
-	logf, err := os.Create(logPath)
+	before := strings.Count(readLog(logPath), servingLine)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close() // the child has its own copy of the fd
 
-	cmd := exec.Command(bin, "serve", "--socket", socket, "--log-level", "debug")
+	cmd := exec.Command(bin, append([]string{"serve", "--socket", socket, "--log-level", "debug"}, opts.Args...)...)
+	cmd.Env = append(os.Environ(), opts.Env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	// Do not leave an agent behind if the test binary dies.
+	// Do not leave an agent behind if the test binary dies. (The holder
+	// it starts is not the agent's child for long: KillHolder stops it.)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start agent %s: %w", bin, err)
@@ -70,24 +87,76 @@ func StartAgent(ctx context.Context, bin, socket string) (*Agent, error) {
 	for {
 		select {
 		case <-a.done:
-			return nil, fmt.Errorf("agent exited before its socket was ready: %v\nagent log:\n%s", a.waitErr, a.Logs())
+			return nil, fmt.Errorf("agent exited before it was ready: %v\nagent log:\n%s", a.waitErr, a.Logs())
 		default:
 		}
-		conn, err := net.DialTimeout("unix", socket, time.Second)
-		if err == nil {
-			// The agent sees a connection that closes with no data, which
-			// it must tolerate (crun does the same on a failed start).
-			conn.Close()
+		if strings.Count(readLog(logPath), servingLine) > before {
 			return a, nil
 		}
 		select {
 		case <-ready.Done():
 			_ = a.Stop()
-			return nil, fmt.Errorf("agent socket %s not accepting connections after %v: %v\nagent log:\n%s",
-				socket, agentReadyTimeout, err, a.Logs())
+			return nil, fmt.Errorf("agent on %s not serving after %v\nagent log:\n%s", socket, agentReadyTimeout, a.Logs())
 		case <-a.done:
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// servingLine is what the agent logs once it accepts runtime connections.
+const servingLine = "seccompagent serving"
+
+func readLog(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// Kill SIGKILLs the agent (a crash); its holder keeps the listeners.
+func (a *Agent) Kill() {
+	a.stopOnce.Do(func() {
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	})
+}
+
+// Wait waits up to d for the agent to exit by itself (after a newer agent
+// took over) and reports whether it did.
+func (a *Agent) Wait(d time.Duration) bool {
+	select {
+	case <-a.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// HolderPid is the pid of the holder serving next to the agent's socket, or
+// 0 if none runs.
+func (a *Agent) HolderPid() int {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(a.Socket), "holder.sock.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
+}
+
+// KillHolder SIGKILLs the holder next to the agent's socket (which the
+// agent started) and waits for it to be gone.
+func (a *Agent) KillHolder() {
+	pid := a.HolderPid()
+	if pid == 0 {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 200 && syscall.Kill(pid, 0) == nil; i++ {
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+			return // a zombie of the (dead) agent: gone for our purposes
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -104,10 +173,18 @@ func (a *Agent) Exited() (bool, error) {
 	}
 }
 
-// Stop sends SIGTERM to the agent's pid, waits up to 5 s, then SIGKILLs it.
-// It returns an error if the agent had to be killed or exited with an error
-// other than the SIGTERM it was sent. Stop is idempotent.
+// Stop sends SIGTERM to the agent's pid, waits up to 5 s, then SIGKILLs it,
+// and kills the holder it started. It returns an error if the agent had to
+// be killed or exited with an error other than the SIGTERM it was sent.
+// Stop is idempotent.
 func (a *Agent) Stop() error {
+	defer a.KillHolder()
+	return a.Terminate()
+}
+
+// Terminate is Stop without killing the holder: the restart a service
+// manager does.
+func (a *Agent) Terminate() error {
 	a.stopOnce.Do(func() {
 		select {
 		case <-a.done:

@@ -55,6 +55,14 @@ if [ ! -x "$out/probe" ] || [ "$probe_src" -nt "$out/probe" ]; then
 	mv -f "$out/probe.tmp" "$out/probe"
 fi
 
+# hammer: the restart tests' tight loop (test/probe/hammer.c).
+hammer_src="$here/../probe/hammer.c"
+if [ ! -x "$out/hammer" ] || [ "$hammer_src" -nt "$out/hammer" ]; then
+	musl-gcc -static -O2 -Wall -o "$out/hammer.tmp" "$hammer_src" ||
+		die "musl-gcc failed to build $hammer_src"
+	mv -f "$out/hammer.tmp" "$out/hammer"
+fi
+
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$out/etc/passwd.tmp"
 mv -f "$out/etc/passwd.tmp" "$out/etc/passwd"
 printf 'root:x:0:\n' >"$out/etc/group.tmp"
