@@ -12,33 +12,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The journal is a memfd shared by the agent and the holder: one slot per
-// listener, in which the agent notes every notification it has received
-// before answering it. An agent that dies with a notification in hand
-// leaves it "sent" in the kernel, and its caller waits until a holder of
-// the listener answers it by id; the next agent reads the slot, checks the
-// id with SECCOMP_IOCTL_NOTIF_ID_VALID and answers it properly.
+// The journal is a memfd shared by the agent and the holder, with one slot
+// per listener. A listener's loop receives its notifications straight into
+// its slot (notify.Journal.RecvBuffer): the kernel writes struct
+// seccomp_notif there before RECV returns, so even an agent SIGKILLed at
+// that very instant leaves a complete record. The kernel keeps such a
+// notification "sent" and its caller waits until a holder of the listener
+// answers it by id; the next agent reads the slot, checks the id with
+// SECCOMP_IOCTL_NOTIF_ID_VALID and answers it properly.
 //
-// A slot is a seqlock of little-endian 64-bit words, written only by the
-// loop that owns it:
-//
-//	0 seq   odd while the slot is being written
-//	1 key   the listener the slot belongs to (0: free)
-//	2 id
-//	3 tid | arch<<32
-//	4 nr (int32)
-//	5..10 args[0..5]
-//
-// The memory stays mapped by whoever holds the memfd, so a record written
-// by a process that is SIGKILLed an instant later survives it.
+// A slot is 128 bytes: struct seccomp_notif (80 bytes; zeroed before each
+// RECV, as the kernel requires) and, in the last 8 bytes, the key of the
+// listener that owns it (0: free).
 const (
 	journalMagic   = 0x314c4e524a414353 // "SCAJRNL1"
 	journalHeader  = 64
-	slotWords      = 16
-	slotSize       = slotWords * 8
+	slotSize       = 128
+	slotKeyOffset  = slotSize - 8
 	journalSlots   = 1 << 16
 	journalSize    = journalHeader + journalSlots*slotSize
-	journalVersion = 1
+	journalVersion = 2
 )
 
 // journal is the agent's mapping of the memfd.
@@ -103,8 +96,13 @@ func (j *journal) word(i int) *uint64 {
 	return (*uint64)(unsafe.Pointer(&j.mem[i*8]))
 }
 
-func (j *journal) slotWord(slot, w int) *uint64 {
-	return j.word((journalHeader + slot*slotSize + w*8) / 8)
+func (j *journal) slot(i int) []byte {
+	off := journalHeader + i*slotSize
+	return j.mem[off : off+slotSize : off+slotSize]
+}
+
+func (j *journal) keyWord(i int) *uint64 {
+	return (*uint64)(unsafe.Pointer(&j.slot(i)[slotKeyOffset]))
 }
 
 // claim marks slot as used by listener key (a slot named in a listener
@@ -116,7 +114,7 @@ func (j *journal) claim(slot int, key uint64) bool {
 		return false
 	}
 	j.used[slot] = true
-	atomic.StoreUint64(j.slotWord(slot, 1), key)
+	atomic.StoreUint64(j.keyWord(slot), key)
 	return true
 }
 
@@ -147,12 +145,8 @@ func (j *journal) alloc(key uint64) int {
 }
 
 func (j *journal) reset(slot int, key uint64) {
-	atomic.AddUint64(j.slotWord(slot, 0), 1)
-	for w := 2; w < slotWords; w++ {
-		atomic.StoreUint64(j.slotWord(slot, w), 0)
-	}
-	atomic.StoreUint64(j.slotWord(slot, 1), key)
-	atomic.AddUint64(j.slotWord(slot, 0), 1)
+	clear(j.slot(slot)[:slotKeyOffset])
+	atomic.StoreUint64(j.keyWord(slot), key)
 }
 
 func (j *journal) release(slot int) {
@@ -168,37 +162,13 @@ func (j *journal) release(slot int) {
 	}
 }
 
-// record is the seqlock write of one received notification.
-func (j *journal) record(slot int, p *notify.Pending) {
-	atomic.AddUint64(j.slotWord(slot, 0), 1)
-	atomic.StoreUint64(j.slotWord(slot, 2), p.ID)
-	atomic.StoreUint64(j.slotWord(slot, 3), uint64(p.Tid)|uint64(p.Arch)<<32)
-	atomic.StoreUint64(j.slotWord(slot, 4), uint64(uint32(p.Nr)))
-	for i, a := range p.Args {
-		atomic.StoreUint64(j.slotWord(slot, 5+i), a)
+// last returns the notification last received into slot by listener key;
+// ok is false when the slot is another listener's or holds none.
+func (j *journal) last(slot int, key uint64) (notify.Pending, bool) {
+	if slot < 0 || slot >= journalSlots || atomic.LoadUint64(j.keyWord(slot)) != key {
+		return notify.Pending{}, false
 	}
-	atomic.AddUint64(j.slotWord(slot, 0), 1)
-}
-
-// last returns the last notification recorded in slot for listener key;
-// ok is false when the slot holds nothing consistent for it (never used,
-// another listener's, or torn by a death in the middle of record).
-func (j *journal) last(slot int, key uint64) (p notify.Pending, ok bool) {
-	if slot < 0 || slot >= journalSlots {
-		return p, false
-	}
-	seq := atomic.LoadUint64(j.slotWord(slot, 0))
-	if seq&1 != 0 || atomic.LoadUint64(j.slotWord(slot, 1)) != key {
-		return p, false
-	}
-	p.ID = atomic.LoadUint64(j.slotWord(slot, 2))
-	ta := atomic.LoadUint64(j.slotWord(slot, 3))
-	p.Tid, p.Arch = uint32(ta), uint32(ta>>32)
-	p.Nr = int32(uint32(atomic.LoadUint64(j.slotWord(slot, 4))))
-	for i := range p.Args {
-		p.Args[i] = atomic.LoadUint64(j.slotWord(slot, 5+i))
-	}
-	return p, p.ID != 0 && atomic.LoadUint64(j.slotWord(slot, 0)) == seq
+	return notify.DecodePending(j.slot(slot))
 }
 
 // slotJournal is the notify.Journal of one listener.
@@ -207,6 +177,8 @@ type slotJournal struct {
 	slot int
 }
 
-func (s slotJournal) Received(p *notify.Pending) { s.j.record(s.slot, p) }
+func (s slotJournal) RecvBuffer() []byte { return s.j.slot(s.slot)[:slotKeyOffset] }
+
+func (s slotJournal) Received(*notify.Pending) {}
 
 var _ notify.Journal = slotJournal{}

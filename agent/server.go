@@ -33,6 +33,10 @@ type Config struct {
 	// SpawnHolder starts a holder serving HolderSocket, detached from
 	// this process (cmd/seccompagent re-executes itself as `hold`).
 	SpawnHolder func() error
+	// Systemd keeps the listener fds in systemd's file-descriptor store
+	// instead of a holder process (the unit needs
+	// FileDescriptorStoreMax=); HolderSocket is then ignored.
+	Systemd bool
 	// ProcRoot is the procfs mount ("/proc").
 	ProcRoot string
 	// FSRoot is the root under which cgroup mounts and /sys are found ("/").
@@ -54,6 +58,7 @@ type Server struct {
 
 	hmu      sync.Mutex // guards hfd: sends to the holder
 	hfd      int        // connection to the holder, -1 without one
+	sd       *sdStore   // systemd's fd store, when it is the holder
 	mu       sync.Mutex
 	attached map[uint64]*attached
 
@@ -104,7 +109,13 @@ func (s *Server) Run(ctx context.Context) error {
 
 	var entries []entry
 	previous := "none"
-	if s.cfg.HolderSocket != "" {
+	switch {
+	case s.cfg.Systemd:
+		if s.sd = newSDStore(s.log); s.sd == nil {
+			return errors.New("--holder=systemd needs $NOTIFY_SOCKET: run it from a systemd unit with Type=notify and FileDescriptorStoreMax=")
+		}
+		entries, previous = sdEntries(s.sd, s.log), "systemd"
+	case s.cfg.HolderSocket != "":
 		var err error
 		if entries, previous, err = s.connectHolder(); err != nil {
 			return err
@@ -119,6 +130,10 @@ func (s *Server) Run(ctx context.Context) error {
 		"adopted": len(s.attached), "previous_agent": previous}).Info("seccompagent serving")
 	if s.hfd >= 0 {
 		go s.watchHolder()
+	}
+	if sd := newSDStore(s.log); sd != nil {
+		// Type=notify units: the engines ordered after us start now.
+		_ = sd.notify("READY=1\nSTATUS=serving", -1)
 	}
 	go s.acceptLoop()
 	var why string
@@ -171,7 +186,7 @@ wait:
 			break wait
 		}
 	}
-	if s.hfd >= 0 {
+	if s.hfd >= 0 || s.sd != nil {
 		s.send(frame{Op: "bye"}, -1)
 		s.log.WithField("held", len(s.attached)).Info("seccompagent stopped; the holder keeps the containers' listeners for the next agent")
 	} else {
@@ -250,6 +265,10 @@ func (s *Server) closeHolder() {
 // send gives the holder one frame; a failure is left to watchHolder, which
 // reconnects and sends everything again.
 func (s *Server) send(f frame, fd int) {
+	if s.sd != nil {
+		s.sd.apply(f, fd)
+		return
+	}
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	if s.hfd < 0 {
@@ -312,9 +331,6 @@ func (s *Server) setUp(entries []entry) error {
 }
 
 func (s *Server) putListeningSocket() {
-	if s.hfd < 0 {
-		return
-	}
 	raw, err := s.ln.SyscallConn()
 	if err != nil {
 		return
@@ -344,30 +360,18 @@ func (s *Server) adopt(e entry) {
 	s.start(e.key, e.fd, meta, orphan)
 }
 
-// recoverOrphans answers the notifications of fd that a dead agent
-// received and never answered. The kernel calls them valid (ID_VALID) only
-// while they are received and unanswered, and nobody else receives on fd
-// before this returns. The journal's last record is answered properly;
-// ids right after it (received by the dead agent before it could record
-// them) get CONTINUE: the kernel's own answer rather than a hang.
+// recoverOrphans answers the notification of a listener that a dead agent
+// received and never answered, found in its journal slot. The kernel calls
+// a notification valid (ID_VALID) only while it is received and unanswered,
+// and nobody else receives on the listener before this returns, so a valid
+// id there is exactly such an orphan; it gets the answer it would have got.
 func (s *Server) recoverOrphans(a *attached, last *notify.Pending, log *logrus.Entry) {
-	if last == nil {
+	if last == nil || !notify.IDValid(a.fd, last.ID) {
 		return
 	}
-	if notify.IDValid(a.fd, last.ID) {
-		log.WithField("id", last.ID).Info("answering a notification the previous agent received and never answered")
-		a.loop.Answer(last)
-	}
-	for id := last.ID + 1; id <= last.ID+orphanProbe; id++ {
-		if notify.IDValid(a.fd, id) {
-			log.WithField("id", id).Info("a notification the previous agent received unrecorded: letting the kernel answer it")
-			a.loop.Answer(&notify.Pending{ID: id}) // unknown syscall: CONTINUE
-		}
-	}
+	log.WithField("id", last.ID).Info("answering a notification the previous agent received and never answered")
+	a.loop.Answer(last)
 }
-
-// orphanProbe is how many ids after the last recorded one are checked.
-const orphanProbe = 64
 
 // start runs the loop for one listener.
 func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pending) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -23,12 +24,32 @@ type Pending struct {
 	Args [6]uint64
 }
 
-// Journal is told of every notification the loop has received, before it
-// is answered. A later agent uses it to answer the notifications this one
-// received and never answered (see agent/journal.go): the kernel keeps such
-// a notification "sent", and only a SEND with its id releases the caller.
+// Journal gives the loop the memory it receives notifications into: memory
+// another process also maps, so that a notification this agent received
+// and never answered (the kernel keeps it "sent", and only a SEND with its
+// id releases the caller) can be answered by the next one even if this
+// process is SIGKILLed the instant RECV returns — the kernel itself wrote
+// the record (see agent/journal.go).
 type Journal interface {
+	// RecvBuffer returns at least NotifSize bytes, 8-byte aligned, that
+	// only this loop uses.
+	RecvBuffer() []byte
+	// Received is called after RECV filled the buffer, before the answer.
 	Received(p *Pending)
+}
+
+// NotifSize is sizeof(struct seccomp_notif).
+const NotifSize = int(unsafe.Sizeof(notif{}))
+
+// DecodePending reads a struct seccomp_notif from b (a Journal's buffer);
+// ok is false for a zeroed one.
+func DecodePending(b []byte) (p Pending, ok bool) {
+	if len(b) < NotifSize {
+		return p, false
+	}
+	n := (*notif)(unsafe.Pointer(&b[0]))
+	p = Pending{ID: n.ID, Tid: n.Pid, Arch: n.Arch, Nr: n.Nr, Args: n.Args}
+	return p, p.ID != 0
 }
 
 // Loop serves one seccomp listener fd until every task using its filter is
@@ -72,7 +93,12 @@ func (l *Loop) Run() error {
 	defer runtime.UnlockOSThread()
 	l.tid.Store(int32(unix.Gettid()))
 	defer l.tid.Store(0)
-	var n notif
+	n := new(notif)
+	if l.Journal != nil {
+		if b := l.Journal.RecvBuffer(); len(b) >= NotifSize {
+			n = (*notif)(unsafe.Pointer(&b[0]))
+		}
+	}
 	for {
 		if l.stopping.Load() {
 			return ErrStopped
@@ -92,7 +118,7 @@ func (l *Loop) Run() error {
 				return ErrStopped
 			}
 		}
-		err := l.Kernel.Recv(l.Fd, &n)
+		err := l.Kernel.Recv(l.Fd, n)
 		switch {
 		case err == nil:
 			p := Pending{ID: n.ID, Tid: n.Pid, Arch: n.Arch, Nr: n.Nr, Args: n.Args}

@@ -26,7 +26,7 @@ func runServe(args []string, _, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", ocihook.DefaultSocket, "unix socket runtimes connect to (linux.seccomp.listenerPath)")
 	holderSocket := fs.String("holder-socket", "", "socket of the holder that keeps listener fds across restarts (default: holder.sock next to --socket)")
-	noHolder := fs.Bool("no-holder", false, "keep listener fds only in this process: its exit costs every container ENOSYS")
+	holder := fs.String("holder", "process", "what keeps listener fds across restarts: process (a `seccompagent hold` started on demand), systemd (the unit's fd store), none (this process only: its exit costs every container ENOSYS)")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	procRoot := fs.String("proc", "/proc", "procfs mount to read processes from")
@@ -39,12 +39,18 @@ func runServe(args []string, _, stderr io.Writer) error {
 		return err
 	}
 	cfg := agent.Config{Socket: *socket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger)}
-	if !*noHolder {
+	switch *holder {
+	case "process":
 		cfg.HolderSocket = *holderSocket
 		if cfg.HolderSocket == "" {
 			cfg.HolderSocket = agent.DefaultHolderSocket(*socket)
 		}
 		cfg.SpawnHolder = func() error { return spawnHolder(cfg.HolderSocket, *level, *format) }
+	case "systemd":
+		cfg.Systemd = true
+	case "none":
+	default:
+		return fmt.Errorf("--holder %q: want process, systemd or none", *holder)
 	}
 	srv, err := agent.New(cfg)
 	if err != nil {
