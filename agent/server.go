@@ -33,6 +33,11 @@ type Config struct {
 	// SpawnHolder starts a holder serving HolderSocket, detached from
 	// this process (cmd/seccompagent re-executes itself as `hold`).
 	SpawnHolder func() error
+	// WaitAfterHandover keeps the process (idle) after a newer agent took
+	// over, until ctx ends: under a supervisor that restarts whatever
+	// exits (a Kubernetes pod being replaced), exiting would start an old
+	// agent that takes everything back.
+	WaitAfterHandover bool
 	// Systemd keeps the listener fds in systemd's file-descriptor store
 	// instead of a holder process (the unit needs
 	// FileDescriptorStoreMax=); HolderSocket is then ignored.
@@ -143,6 +148,10 @@ func (s *Server) Run(ctx context.Context) error {
 	case why = <-s.stopCh:
 	}
 	s.stop(why)
+	if why == "handover" && s.cfg.WaitAfterHandover {
+		s.log.Info("handed over: idle until stopped")
+		<-ctx.Done()
+	}
 	return nil
 }
 

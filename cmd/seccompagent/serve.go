@@ -27,6 +27,7 @@ func runServe(args []string, _, stderr io.Writer) error {
 	socket := fs.String("socket", ocihook.DefaultSocket, "unix socket runtimes connect to (linux.seccomp.listenerPath)")
 	holderSocket := fs.String("holder-socket", "", "socket of the holder that keeps listener fds across restarts (default: holder.sock next to --socket)")
 	holder := fs.String("holder", "process", "what keeps listener fds across restarts: process (a `seccompagent hold` started on demand), systemd (the unit's fd store), none (this process only: its exit costs every container ENOSYS)")
+	afterHandover := fs.String("after-handover", "exit", "when a newer agent takes over: exit, or wait (idle until SIGTERM: for supervisors that restart what exits, e.g. a Kubernetes pod being replaced)")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	procRoot := fs.String("proc", "/proc", "procfs mount to read processes from")
@@ -39,6 +40,13 @@ func runServe(args []string, _, stderr io.Writer) error {
 		return err
 	}
 	cfg := agent.Config{Socket: *socket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger)}
+	switch *afterHandover {
+	case "exit":
+	case "wait":
+		cfg.WaitAfterHandover = true
+	default:
+		return fmt.Errorf("--after-handover %q: want exit or wait", *afterHandover)
+	}
 	switch *holder {
 	case "process":
 		cfg.HolderSocket = *holderSocket
