@@ -307,3 +307,27 @@ func TestHolderKilled(t *testing.T) {
 	t.Logf("holder killed, then agent killed: %s (gap %v)", r.line, gap.Round(time.Millisecond))
 	r.check(t, "runc", gap+time.Second)
 }
+
+// TestCreatedWhileAgentDown: a container created while no agent runs (the
+// holder keeps the runtime socket and takes the connection) starts, and its
+// calls wait for the next agent instead of failing.
+func TestCreatedWhileAgentDown(t *testing.T) {
+	for _, rt := range []harness.Runtime{harness.Runc, harness.Crun} {
+		t.Run(string(rt), func(t *testing.T) {
+			requireE2E(t, rt)
+			a := startAgent(t)
+			if err := a.Terminate(); err != nil {
+				t.Fatal(err)
+			}
+			h := startHammer(t, rt, a, 3, 0)
+			time.Sleep(time.Second)
+			restartAgent(t, a, "sigkill", harness.AgentOptions{}) // already gone: just start again
+			r := h.result(t, 30*time.Second)
+			t.Logf("%s created while the agent was down: %s", rt, r.line)
+			r.check(t, string(rt), 0)
+			if r.maxLat < 500*time.Millisecond {
+				t.Errorf("slowest call %v: the first call should have waited for the agent", r.maxLat)
+			}
+		})
+	}
+}

@@ -47,6 +47,7 @@ var defaultGroups = []string{
 	"^TestExecWithAgent$/^crun$",
 	"^(TestNestedCgroup|TestLiveUpdate)$",
 	"^(TestCPUsAnnotation|TestHostileConnections)$",
+	"^(TestRestart|TestRestartMidNotification|TestHolderKilled|TestCreatedWhileAgentDown|TestSystemdFDStore)$",
 }
 
 const defaultSkip = "^TestConsumers$"
@@ -59,6 +60,10 @@ var required = []string{
 	"TestExecWithAgent/runc", "TestExecWithAgent/crun",
 	"TestNestedCgroup", "TestLiveUpdate/runc", "TestLiveUpdate/crun",
 	"TestCPUsAnnotation", "TestHostileConnections",
+	"TestRestart/sigkill", "TestRestart/sigterm", "TestRestart/upgrade",
+	"TestRestartMidNotification/runc", "TestRestartMidNotification/crun",
+	"TestHolderKilled", "TestCreatedWhileAgentDown/runc", "TestCreatedWhileAgentDown/crun",
+	"TestSystemdFDStore",
 }
 
 // TestCgroupV2VM boots Debian's kernel with cgroup_no_v1=all in qemu
