@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seccompagent/seccompagent/agent"
 	"github.com/seccompagent/seccompagent/test/harness"
 )
 
@@ -247,6 +246,10 @@ func TestRestartManyContainers(t *testing.T) {
 	}
 }
 
+// envTestStall is agent.EnvTestStall (this package is built without cgo
+// for the VM, so it cannot import the agent).
+const envTestStall = "SECCOMPAGENT_TEST_STALL_FIRST_NOTIFICATION"
+
 // TestRestartMidNotification kills the agent while it holds a received,
 // unanswered notification: the next agent finds it in the journal and
 // answers it properly, so the caller sees the container's numbers.
@@ -258,7 +261,7 @@ func TestRestartMidNotification(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			a, err := harness.StartAgentWith(ctx, bin, filepath.Join(t.TempDir(), "agent.sock"),
-				harness.AgentOptions{Env: []string{agent.EnvTestStall + "=1"}})
+				harness.AgentOptions{Env: []string{envTestStall + "=1"}})
 			if err != nil {
 				t.Fatal(err)
 			}
