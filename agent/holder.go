@@ -24,7 +24,11 @@ type HolderConfig struct {
 	// for this long, the holder exits (closing the runtime socket, so
 	// runtimes fail fast again instead of waiting). 0 means never.
 	IdleExit time.Duration
-	Log      *logrus.Entry
+	// WaitAfterTakeover: once a newer holder took everything, idle (until
+	// the process is stopped) instead of exiting, for supervisors that
+	// restart whatever exits (a Kubernetes pod being replaced).
+	WaitAfterTakeover bool
+	Log               *logrus.Entry
 }
 
 // DefaultHolderSocket is the holder's socket next to the agent's.
@@ -324,6 +328,17 @@ func (h *holder) serveConn(c *holderConn) bool {
 		}
 		h.log.Info("a new holder took over: exiting")
 		h.closeAll()
+		for _, o := range h.conns {
+			if o.fd >= 0 {
+				unix.Close(o.fd) // its agent reconnects to the new holder
+				o.fd = -1
+			}
+		}
+		unix.Close(h.ln)
+		if h.cfg.WaitAfterTakeover {
+			h.log.Info("handed everything to the new holder: idle until stopped")
+			select {}
+		}
 		return true
 	case f.Op == "hello" && f.Role == "agent":
 		c.hello = true

@@ -91,6 +91,7 @@ func runHold(args []string, _, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", agent.DefaultHolderSocket(ocihook.DefaultSocket), "the holder's socket (serve --holder-socket)")
 	idle := fs.Duration("idle-exit", 5*time.Minute, "exit after this long with no agent and no container to hold (0: never)")
+	afterTakeover := fs.String("after-takeover", "exit", "when a newer holder takes everything: exit, or wait (idle until stopped: for supervisors that restart what exits)")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {
@@ -100,8 +101,12 @@ func runHold(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *afterTakeover != "exit" && *afterTakeover != "wait" {
+		return fmt.Errorf("--after-takeover %q: want exit or wait", *afterTakeover)
+	}
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
-	return agent.RunHolder(agent.HolderConfig{Socket: *socket, IdleExit: *idle, Log: logrus.NewEntry(logger).WithField("role", "holder")})
+	return agent.RunHolder(agent.HolderConfig{Socket: *socket, IdleExit: *idle, WaitAfterTakeover: *afterTakeover == "wait",
+		Log: logrus.NewEntry(logger).WithField("role", "holder")})
 }
 
 func newLogger(w io.Writer, level, format string) (*logrus.Logger, error) {
