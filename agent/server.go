@@ -122,7 +122,7 @@ func (s *Server) Run(ctx context.Context) error {
 		entries, previous = sdEntries(s.sd, s.log), "systemd"
 	case s.cfg.HolderSocket != "":
 		var err error
-		if entries, previous, err = s.connectHolder(); err != nil {
+		if entries, previous, err = s.connectHolder(0); err != nil {
 			return err
 		}
 	}
@@ -215,8 +215,15 @@ type entry struct {
 // connectHolder attaches to the holder (starting one if none runs) and
 // receives what it holds. If another agent serves, the holder asks it to
 // hand over first, so this returns once that agent has exited.
-func (s *Server) connectHolder() ([]entry, string, error) {
+func (s *Server) connectHolder(patience time.Duration) ([]entry, string, error) {
 	fd, err := dialHolder(s.cfg.HolderSocket)
+	// A holder being replaced by a newer one leaves the socket path
+	// unbound for a moment: wait for the newer one rather than start a
+	// third.
+	for end := time.Now().Add(patience); err != nil && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+		fd, err = dialHolder(s.cfg.HolderSocket)
+	}
 	if err != nil && s.cfg.SpawnHolder != nil {
 		if serr := s.cfg.SpawnHolder(); serr != nil {
 			return nil, "", fmt.Errorf("start the holder: %w", serr)
@@ -481,7 +488,7 @@ func (s *Server) watchHolder() {
 
 func (s *Server) reconnectHolder() {
 	for !s.stopping.Load() {
-		entries, _, err := s.connectHolder()
+		entries, _, err := s.connectHolder(2 * time.Second)
 		if err != nil {
 			s.log.WithError(err).Error("holder unavailable; retrying (an agent crash now would cost the containers ENOSYS)")
 			time.Sleep(time.Second)
