@@ -26,6 +26,9 @@ import (
 type Config struct {
 	// Socket is the unix socket runtimes connect to.
 	Socket string
+	// ViewSocket is where processes ask for their own view (view.go);
+	// "" turns it off.
+	ViewSocket string
 	// HolderSocket is the holder's socket; empty means no holder: the
 	// listener fds live only in this process, and its exit costs every
 	// container ENOSYS for good.
@@ -111,6 +114,11 @@ func (s *Server) Run(ctx context.Context) error {
 	// 10000 threads is fatal when reached, so leave room for many
 	// containers and their execs.
 	debug.SetMaxThreads(100000)
+	stopView, err := s.startView()
+	if err != nil {
+		return err
+	}
+	defer stopView()
 
 	var entries []entry
 	previous := "none"
@@ -130,7 +138,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.closeHolder()
 		return err
 	}
-	s.log.WithFields(logrus.Fields{"socket": s.cfg.Socket, "holder": s.cfg.HolderSocket, "cgroups": s.reader.Mode(),
+	s.log.WithFields(logrus.Fields{"socket": s.cfg.Socket, "view_socket": s.cfg.ViewSocket, "holder": s.cfg.HolderSocket, "cgroups": s.reader.Mode(),
 		"nr_cpu_ids": s.kernel.NrCPUIDs, "cpumask_size": s.kernel.MaskSize, "version": s.cfg.Version,
 		"adopted": len(s.attached), "previous_agent": previous}).Info("seccompagent serving")
 	if s.hfd >= 0 {

@@ -21,6 +21,10 @@ type Modifier struct {
 	DefaultEnabled bool
 	// ForceEnable intercepts even when the container says false.
 	ForceEnable bool
+	// ViewDir, when set, is the host directory holding the agent's view
+	// socket (ViewDirFor(Socket)); it is bind-mounted read-only at
+	// ContainerViewDir in every enabled container.
+	ViewDir string
 }
 
 // Result says what Modify did.
@@ -64,7 +68,9 @@ func (m Modifier) Modify(spec *specs.Spec) (Result, error) {
 // same bytes), else the document re-encoded with tab indentation and
 // sorted keys; every member it does not own is kept as found.
 //
-// It owns linux.seccomp (merged, see addNotify) and the annotations
+// It owns linux.seccomp (merged, see addNotify), the mount at
+// ContainerViewDir when ViewDir is set (added once, never replaced) and the
+// annotations
 // seccompagent.io/syscalls and seccompagent.io/cpus, which it sets to the
 // effective values: runc and crun forward config annotations to the agent in
 // the container state, process.env they do not.
@@ -75,6 +81,9 @@ func (m Modifier) ModifyConfig(config []byte) ([]byte, Result, error) {
 	}
 	if !filepath.IsAbs(socket) {
 		return nil, Result{}, fmt.Errorf("agent socket %q: want an absolute path", socket)
+	}
+	if m.ViewDir != "" && !filepath.IsAbs(m.ViewDir) {
+		return nil, Result{}, fmt.Errorf("view socket directory %q: want an absolute path", m.ViewDir)
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(config, &spec); err != nil {
@@ -122,7 +131,17 @@ func (m Modifier) ModifyConfig(config []byte) ([]byte, Result, error) {
 		ann[AnnotationCPUs] = settings.CPUs
 	}
 	annChanged := !maps.Equal(ann, spec.Annotations)
-	if !prof.edited && !annChanged {
+	mountAdded := false
+	if m.ViewDir != "" {
+		var mounts json.RawMessage
+		if mounts, mountAdded, err = addViewMount(doc["mounts"], m.ViewDir); err != nil {
+			return nil, Result{}, fmt.Errorf("parse OCI config: %w", err)
+		}
+		if mountAdded {
+			doc["mounts"] = mounts
+		}
+	}
+	if !prof.edited && !annChanged && !mountAdded {
 		return config, res, nil
 	}
 

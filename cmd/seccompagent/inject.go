@@ -25,6 +25,8 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	bundle := fs.String("bundle", "", "OCI bundle directory holding config.json (required)")
 	socket := fs.String("socket", ocihook.DefaultSocket, "agent socket to write as linux.seccomp.listenerPath")
+	viewDir := fs.String("view-dir", ocihook.ViewDirFor(ocihook.DefaultSocket),
+		"host directory of the agent's view socket, bind-mounted read-only at "+ocihook.ContainerViewDir+"; default: view/ next to --socket; \"\" for none")
 	force := fs.Bool("force-enable", false, "intercept even when the config says seccompagent.io/enable=false or SECCOMPAGENT_ENABLE=false")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -35,12 +37,15 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if !flagSet(fs, "view-dir") {
+		*viewDir = ocihook.ViewDirFor(*socket)
+	}
 	path := filepath.Join(*bundle, "config.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	mod := ocihook.Modifier{Socket: *socket, DefaultEnabled: true, ForceEnable: *force}
+	mod := ocihook.Modifier{Socket: *socket, DefaultEnabled: true, ForceEnable: *force, ViewDir: *viewDir}
 	out, res, err := mod.ModifyConfig(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -68,6 +73,8 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := ocihook.CheckAgent(*socket); err != nil {
 		fmt.Fprintf(stderr, "note: %v; runc and crun refuse to start this container until it is\n", err)
+	} else if _, err := os.Stat(*viewDir); *viewDir != "" && err != nil {
+		fmt.Fprintf(stderr, "note: view socket directory %s: %v; runc and crun refuse to mount it until the agent serves its view socket there\n", *viewDir, err)
 	}
 	return nil
 }

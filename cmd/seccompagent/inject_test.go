@@ -55,8 +55,17 @@ func TestInjectBundle(t *testing.T) {
 	}
 	defer ln.Close()
 
+	// No view directory yet: a note says runc would refuse the mount.
+	dir := injectBundle(t, "podman.json", nil)
+	if _, errOut, err := runInjectTest(t, "--bundle", dir, "--socket", sock); err != nil || !strings.Contains(errOut, "view socket directory "+filepath.Join(sockDir, "view")) {
+		t.Errorf("no view dir: %v, stderr %q", err, errOut)
+	}
+	if err := os.Mkdir(filepath.Join(sockDir, "view"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
 	// No enable annotation: inject enables.
-	dir := injectBundle(t, "podman.json", func(m map[string]any) {
+	dir = injectBundle(t, "podman.json", func(m map[string]any) {
 		delete(m["annotations"].(map[string]any), "seccompagent.io/enable")
 	})
 	out, errOut, err := runInjectTest(t, "--bundle", dir, "--socket", sock)
@@ -78,6 +87,9 @@ func TestInjectBundle(t *testing.T) {
 				} `json:"syscalls"`
 			} `json:"seccomp"`
 		} `json:"linux"`
+		Mounts []struct {
+			Destination, Source string
+		} `json:"mounts"`
 	}
 	if err := json.Unmarshal(first, &c); err != nil {
 		t.Fatal(err)
@@ -85,6 +97,9 @@ func TestInjectBundle(t *testing.T) {
 	last := c.Linux.Seccomp.Syscalls[len(c.Linux.Seccomp.Syscalls)-1]
 	if c.Linux.Seccomp.ListenerPath != sock || last.Action != "SCMP_ACT_NOTIFY" || strings.Join(last.Names, ",") != "sysinfo,sched_getaffinity" {
 		t.Errorf("listenerPath %q, last rule %+v", c.Linux.Seccomp.ListenerPath, last)
+	}
+	if m := c.Mounts[len(c.Mounts)-1]; m.Destination != "/run/seccompagent" || m.Source != filepath.Join(sockDir, "view") {
+		t.Errorf("last mount %+v, want the view directory at /run/seccompagent", m)
 	}
 	if st, _ := os.Stat(config); st.Mode().Perm() != 0o640 {
 		t.Errorf("mode %v, want 0640 kept", st.Mode())

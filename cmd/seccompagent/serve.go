@@ -28,6 +28,8 @@ func runServe(args []string, _, stderr io.Writer) error {
 	holderSocket := fs.String("holder-socket", "", "socket of the holder that keeps listener fds across restarts (default: holder.sock next to --socket)")
 	holder := fs.String("holder", "process", "what keeps listener fds across restarts: process (a `seccompagent hold` started on demand), systemd (the unit's fd store), none (this process only: its exit costs every container ENOSYS)")
 	afterHandover := fs.String("after-handover", "exit", "when a newer agent takes over: exit, or wait (idle until SIGTERM: for supervisors that restart what exits, e.g. a Kubernetes pod being replaced)")
+	viewSocket := fs.String("view-socket", ocihook.ViewSocketFor(ocihook.DefaultSocket),
+		"socket where any process (containers included) reads its own limits; default: view/view.sock next to --socket; \"\" turns it off")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	procRoot := fs.String("proc", "/proc", "procfs mount to read processes from")
@@ -35,11 +37,14 @@ func runServe(args []string, _, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if !flagSet(fs, "view-socket") {
+		*viewSocket = ocihook.ViewSocketFor(*socket)
+	}
 	logger, err := newLogger(stderr, *level, *format)
 	if err != nil {
 		return err
 	}
-	cfg := agent.Config{Socket: *socket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger)}
+	cfg := agent.Config{Socket: *socket, ViewSocket: *viewSocket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger)}
 	switch *afterHandover {
 	case "exit":
 	case "wait":
@@ -126,4 +131,11 @@ func newLogger(w io.Writer, level, format string) (*logrus.Logger, error) {
 		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
 	return l, nil
+}
+
+// flagSet reports whether name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -187,7 +187,13 @@ func prepare(inv *invocation, s settings, log *logger) error {
 	if err != nil {
 		return fmt.Errorf("read the bundle's config: %w", err)
 	}
-	mod := ocihook.Modifier{Socket: s.Socket, DefaultEnabled: s.Default == "enabled"}
+	// The agent creates its view socket's directory when it starts; mount
+	// it only when it is there (runc and crun refuse a missing source).
+	viewDir := ocihook.ViewDirFor(s.Socket)
+	if fi, err := os.Stat(viewDir); err != nil || !fi.IsDir() {
+		viewDir = ""
+	}
+	mod := ocihook.Modifier{Socket: s.Socket, DefaultEnabled: s.Default == "enabled", ViewDir: viewDir}
 	out, res, err := mod.ModifyConfig(data)
 	if err != nil {
 		return fmt.Errorf("container %s (%s): %w", inv.container, path, err)
