@@ -127,9 +127,14 @@ func ListenView(path string) (*net.UnixListener, error) {
 	return ln, nil
 }
 
+// acceptor is what Serve needs of a listener (*net.UnixListener).
+type acceptor interface {
+	AcceptUnix() (*net.UnixConn, error)
+}
+
 // Serve accepts until ln is closed, then waits for the answers in progress
 // (each bounded by WriteTimeout).
-func (v *ViewServer) Serve(ln *net.UnixListener) {
+func (v *ViewServer) Serve(ln acceptor) {
 	var b backoff
 	for {
 		conn, err := ln.AcceptUnix()
