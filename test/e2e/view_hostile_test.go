@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	ocihook "github.com/seccompagent/seccompagent/oci-hook"
 	"github.com/seccompagent/seccompagent/test/harness"
 )
 
@@ -86,7 +85,10 @@ func TestViewHostilePeers(t *testing.T) {
 		t.Fatalf("musl-gcc: %v\n%s", err, out)
 	}
 	a := startAgent(t)
-	sock := ocihook.ViewSocketFor(a.Socket)
+	// `serve --socket S` serves its view at view/view.sock next to S
+	// (oci-hook's ViewSocketFor; not imported: this binary is built
+	// without cgo for the VM).
+	sock := filepath.Join(filepath.Dir(a.Socket), "view", "view.sock")
 	quiet := runServed(t, rt, a)
 	fdsBefore := agentFds(t, a)
 

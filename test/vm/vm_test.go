@@ -37,8 +37,9 @@ const (
 // group, all at once (the exec tests spend most of their time waiting):
 // the limits assertions of the v1 tier for runc and crun, with and
 // without the agent, `exec` included, views that change underneath (nested
-// cgroups, live updates), annotations and hostile peers. TestConsumers
-// needs the host's interpreters, which the VM does not have.
+// cgroups, live updates), annotations, hostile peers and `seccompagent
+// exec` in a plain cgroup. TestConsumers and the view socket's examples
+// need the host's interpreters, which the VM does not have.
 var defaultGroups = []string{
 	"^(TestControlWithoutAgent|TestWithAgent)$",
 	"^TestExecWithoutAgent$/^runc$",
@@ -48,6 +49,7 @@ var defaultGroups = []string{
 	"^(TestNestedCgroup|TestLiveUpdate)$",
 	"^(TestCPUsAnnotation|TestHostileConnections)$",
 	"^(TestRestart|TestRestartMidNotification|TestHolderKilled|TestCreatedWhileAgentDown|TestSystemdFDStore)$",
+	"^TestSeccompagentExec$",
 }
 
 const defaultSkip = "^TestConsumers$"
@@ -64,6 +66,7 @@ var required = []string{
 	"TestRestartMidNotification/runc", "TestRestartMidNotification/crun",
 	"TestHolderKilled", "TestCreatedWhileAgentDown/runc", "TestCreatedWhileAgentDown/crun",
 	"TestSystemdFDStore",
+	"TestSeccompagentExec",
 }
 
 // TestCgroupV2VM boots Debian's kernel with cgroup_no_v1=all in qemu
