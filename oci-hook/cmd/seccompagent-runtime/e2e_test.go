@@ -92,6 +92,32 @@ func TestHookRuntimeEndToEnd(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// The agent's view socket directory (the agent makes it): mounted
+	// into intercepted containers at /run/seccompagent.
+	viewDir := filepath.Join(tmp, "view")
+	if err := os.Mkdir(viewDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// An agent without a view directory: no mount (runc would refuse a
+	// missing source).
+	if err := os.Mkdir(filepath.Join(tmp, "noview"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sockNoView := filepath.Join(tmp, "noview", "agent.sock")
+	ln2, err := net.Listen("unix", sockNoView)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	go func() {
+		for {
+			c, err := ln2.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	noAgent := filepath.Join(tmp, "none.sock")
 	skipSettings := filepath.Join(tmp, "skip.json")
 	if err := os.WriteFile(skipSettings, []byte(`{"on-missing-agent": "skip", "runtime": "`+fake+`"}`), 0o644); err != nil {
@@ -122,6 +148,7 @@ func TestHookRuntimeEndToEnd(t *testing.T) {
 		cwdBundle  bool
 		wantExit   int
 		intercept  bool   // the runtime saw notify rules
+		noView     bool   // intercepted, but no view directory to mount
 		untouched  bool   // config.json is byte for byte the original
 		stderr     string // substring; "" = empty stderr
 		logLine    string // substring of the --log file; "" = no file
@@ -187,6 +214,12 @@ func TestHookRuntimeEndToEnd(t *testing.T) {
 			args:     own + " --seccompagent-socket=" + sock + " create --bundle BUNDLE ctr9",
 			wantExit: 1, untouched: true, notStarted: true,
 			stderr: `invalid annotation seccompagent.io/enable="maybe": want true or false`,
+		},
+		{
+			name:   "agent without a view directory: intercepted, nothing mounted",
+			config: plain,
+			args:   own + " --seccompagent-default=enabled --seccompagent-socket=" + sockNoView + " create --bundle BUNDLE ctr11",
+			passed: "create --bundle BUNDLE ctr11", intercept: true, noView: true,
 		},
 		{
 			name:     "unknown own flag",
@@ -274,16 +307,26 @@ func TestHookRuntimeEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := notifyRules(t, seen); tc.intercept != (got.listener == sock && len(got.names) > 0) {
+			wantSock, wantView := sock, viewDir
+			if tc.noView {
+				wantSock, wantView = sockNoView, ""
+			}
+			if !tc.intercept {
+				wantView = ""
+			}
+			if got := notifyRules(t, seen); tc.intercept != (got.listener == wantSock && len(got.names) > 0) {
 				t.Errorf("runtime saw listenerPath %q, notify rules for %v; want interception %v", got.listener, got.names, tc.intercept)
+			} else if got.viewSource != wantView {
+				t.Errorf("runtime saw %q mounted at /run/seccompagent, want %q", got.viewSource, wantView)
 			}
 		})
 	}
 }
 
 type interception struct {
-	listener string
-	names    []string
+	listener   string
+	names      []string
+	viewSource string // mounted at /run/seccompagent
 }
 
 func notifyRules(t *testing.T, config []byte) interception {
@@ -298,11 +341,20 @@ func notifyRules(t *testing.T, config []byte) interception {
 				} `json:"syscalls"`
 			} `json:"seccomp"`
 		} `json:"linux"`
+		Mounts []struct {
+			Destination, Source string
+			Options             []string
+		} `json:"mounts"`
 	}
 	if json.Unmarshal(config, &c) != nil || c.Linux.Seccomp == nil {
 		return interception{}
 	}
 	got := interception{listener: c.Linux.Seccomp.ListenerPath}
+	for _, m := range c.Mounts {
+		if m.Destination == "/run/seccompagent" && slices.Contains(m.Options, "ro") {
+			got.viewSource = m.Source
+		}
+	}
 	for _, r := range c.Linux.Seccomp.Syscalls {
 		if r.Action == "SCMP_ACT_NOTIFY" {
 			got.names = append(got.names, r.Names...)
