@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -50,20 +49,15 @@ func runServed(t *testing.T, rt harness.Runtime, a *harness.Agent) harness.Probe
 	t.Helper()
 	lat := harness.ViewExamplesDir + "/lat"
 	client := harness.ViewExamplesDir + "/view-c"
-	b := viewBundle(t, a, memLimit, harness.SectionedCommand(lat, client)...)
-	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
-	defer cancel()
-	stdout, stderr, err := rt.Run(ctx, b, "served-"+harness.UniqueID())
-	if err != nil {
-		t.Fatalf("container: %v\n%s\n%s%s", err, stdout, stderr, agentLog(a))
-	}
+	b := viewBundle(t, memLimit, harness.SectionedCommand(lat, client)...)
+	stdout, stderr := runWrapped(t, rt, a, b)
 	sec := harness.SplitSections(stdout)
 	p := harness.ParseProbe(sec[lat])
 	if p["calls"] != "2000" || p["wrong"] != "0" {
 		t.Errorf("trapped sysinfo: %q, want 2000 calls and none wrong", sec[lat])
 	}
 	if want := fmt.Sprintf("cpu count %d\nmemory total %d\n", wantCPUs, memLimit); sec[client] != want {
-		t.Errorf("view client in the container: %q, want %q", sec[client], want)
+		t.Errorf("view client in the container: %q, want %q\nstderr:\n%s", sec[client], want, stderr)
 	}
 	return p
 }

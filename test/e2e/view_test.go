@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ var (
 	viewOnce   sync.Once
 	viewRootfs string
 	viewMounts []specs.Mount
+	wrapperBin string
 	viewErr    error
 )
 
@@ -65,7 +65,10 @@ func buildViewRootfs(t *testing.T) (string, []specs.Mount) {
 		if viewErr = os.WriteFile(filepath.Join(viewRootfs, harness.ViewExamplesDir, "ask.py"), []byte(askScript), 0o644); viewErr != nil {
 			return
 		}
-		viewMounts, viewErr = harness.HostProgramMounts(viewRootfs)
+		if viewMounts, viewErr = harness.HostProgramMounts(viewRootfs); viewErr != nil {
+			return
+		}
+		wrapperBin, viewErr = harness.BuildWrapper(filepath.Join(workDir, "bin"))
 	})
 	if viewErr != nil {
 		t.Fatalf("view rootfs: %v", viewErr)
@@ -73,10 +76,8 @@ func buildViewRootfs(t *testing.T) (string, []specs.Mount) {
 	return viewRootfs, viewMounts
 }
 
-// viewBundle is a limited container on the view rootfs, turned on with
-// `seccompagent inject` (the wrapper's modifier: notify rules, listenerPath
-// and the view directory mounted at /run/seccompagent).
-func viewBundle(t *testing.T, a *harness.Agent, mem int64, args ...string) *harness.Bundle {
+// viewBundle is a limited container on the view rootfs.
+func viewBundle(t *testing.T, mem int64, args ...string) *harness.Bundle {
 	t.Helper()
 	rootfs, mounts := buildViewRootfs(t)
 	b, err := harness.NewBundle(t.TempDir(), rootfs, harness.BundleOptions{
@@ -88,11 +89,22 @@ func viewBundle(t *testing.T, a *harness.Agent, mem int64, args ...string) *harn
 	if err := b.AddMounts(mounts...); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(requireAgent(t), "inject", "--bundle", b.Dir, "--socket", a.Socket).CombinedOutput()
-	if err != nil {
-		t.Fatalf("seccompagent inject: %v\n%s", err, out)
-	}
 	return b
+}
+
+// runWrapped runs b through seccompagent-runtime (enabled by default,
+// agent a): it adds the notify rules, listenerPath and the view directory
+// mounted at /run/seccompagent, then execs rt.
+func runWrapped(t *testing.T, rt harness.Runtime, a *harness.Agent, b *harness.Bundle) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
+	defer cancel()
+	stdout, stderr, err := rt.RunThroughWrapper(ctx, b, "view-"+harness.UniqueID(), wrapperBin,
+		"--seccompagent-socket="+a.Socket, "--seccompagent-default=enabled")
+	if err != nil {
+		t.Fatalf("%s container through seccompagent-runtime: %v\nstdout:\n%s\nstderr:\n%s%s", rt, err, stdout, stderr, agentLog(a))
+	}
+	return stdout, stderr
 }
 
 var viewClients = []string{
@@ -110,13 +122,8 @@ func TestViewExamples(t *testing.T) {
 		t.Run(string(rt), func(t *testing.T) {
 			requireE2E(t, rt)
 			a := startAgent(t)
-			b := viewBundle(t, a, memLimit, harness.SectionedCommand(viewClients...)...)
-			ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
-			defer cancel()
-			stdout, stderr, err := rt.Run(ctx, b, "view-"+harness.UniqueID())
-			if err != nil {
-				t.Fatalf("%s container: %v\nstdout:\n%s\nstderr:\n%s%s", rt, err, stdout, stderr, agentLog(a))
-			}
+			b := viewBundle(t, memLimit, harness.SectionedCommand(viewClients...)...)
+			stdout, stderr := runWrapped(t, rt, a, b)
 			t.Logf("%s:\n%s", rt, stdout)
 			sec := harness.SplitSections(stdout)
 			want := fmt.Sprintf("cpu count %d\nmemory total %d\n", wantCPUs, memLimit)
@@ -135,7 +142,7 @@ func TestViewIsolation(t *testing.T) {
 	rt := harness.Runc
 	requireE2E(t, rt)
 	a := startAgent(t)
-	other := viewBundle(t, a, memLimit, "sleep", "1000")
+	other := viewBundle(t, memLimit, "sleep", "1000")
 	otherID := "view-other-" + harness.UniqueID()
 	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
 	defer cancel()
@@ -154,11 +161,8 @@ func TestViewIsolation(t *testing.T) {
 	const mine = 128 << 20
 	ask := hostPython + " " + harness.ViewExamplesDir + "/ask.py"
 	cmds := []string{ask + fmt.Sprintf(` '{"pid": %d}'`, otherPid), ask + ` 'pid 1'`}
-	b := viewBundle(t, a, mine, harness.SectionedCommand(cmds...)...)
-	stdout, stderr, err := rt.Run(ctx, b, "view-"+harness.UniqueID())
-	if err != nil {
-		t.Fatalf("container: %v\n%s%s", err, stderr, agentLog(a))
-	}
+	b := viewBundle(t, mine, harness.SectionedCommand(cmds...)...)
+	stdout, stderr := runWrapped(t, rt, a, b)
 	for _, c := range cmds {
 		out := harness.SplitSections(stdout)[strings.ReplaceAll(c, "'", "")]
 		var doc struct {
