@@ -279,6 +279,11 @@ func (s *Server) startView() (stop func(), err error) {
 	if s.cfg.ViewSocket == "" {
 		return func() {}, nil
 	}
+	if filepath.Dir(s.cfg.ViewSocket) == filepath.Dir(s.cfg.Socket) {
+		// Its directory is world-readable and bind-mounted into
+		// containers: it must not hold the root-only socket.
+		return nil, fmt.Errorf("view socket %s: needs a directory of its own, not the agent socket's", s.cfg.ViewSocket)
+	}
 	ln, err := ListenView(s.cfg.ViewSocket)
 	if err != nil {
 		return nil, err

@@ -85,6 +85,14 @@ func runExec(args []string, _, stderr io.Writer) error {
 		// call would fail with ENOSYS, so run nothing.
 		return fmt.Errorf("hand the listener to the agent at %s: %w; nothing was run", *socket, err)
 	}
+	// The agent hangs up both when it takes the listener and when it
+	// rejects the connection (and closes the fd). Ask once: with our copy
+	// closed, a listener nobody holds answers ENOSYS at once; a held one
+	// is answered by the agent.
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("the agent at %s did not take the listener (see its log; it accepts root only); nothing was run", *socket)
+	}
 	return syscall.Exec(path, argv, os.Environ())
 }
 

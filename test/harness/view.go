@@ -30,8 +30,9 @@ func InstallViewExamples(rootfs, java string) error {
 	if out, err := runCombined(ctx, src, "musl-gcc", "-static", "-O2", "-Wall", "-o", filepath.Join(dst, "view-c"), "view.c"); err != nil {
 		return fmt.Errorf("musl-gcc view.c: %w\n%s", err, out)
 	}
+	// In a directory of its own: go would take view.c for cgo.
 	goBuild := fmt.Sprintf("CGO_ENABLED=0 %s build -o %s view.go", GoTool(), filepath.Join(dst, "view-go"))
-	if out, err := runCombined(ctx, src, "sh", "-c", goBuild); err != nil {
+	if out, err := runCombined(ctx, filepath.Join(src, "go"), "sh", "-c", goBuild); err != nil {
 		return fmt.Errorf("go build view.go: %w\n%s", err, out)
 	}
 	if err := copyFile(filepath.Join(src, "view.py"), filepath.Join(dst, "view.py"), 0o644); err != nil {
