@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"math/bits"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,36 +24,12 @@ import (
 // --on-missing-agent=skip.
 func TestSeccompagentExec(t *testing.T) {
 	testenv.RequireRoot(t)
-	bin := requireAgent(t)
 	if rootfsErr != nil {
 		t.Fatalf("test rootfs (the musl probe) did not build: %v", rootfsErr)
 	}
 	probe := filepath.Join(rootfsDir, "probe")
 	a := startAgent(t)
-
-	cg, err := harness.NewPlainCgroup(harness.CgroupParent+"/exec-"+harness.UniqueID(), memLimit, cpuQuota, cpuPeriod)
-	if cg != nil {
-		t.Cleanup(func() {
-			if err := cg.Remove(); err != nil {
-				t.Errorf("remove cgroup: %v", err)
-			}
-		})
-	}
-	if err != nil {
-		t.Fatalf("plain cgroup: %v", err)
-	}
-	// The shell moves itself into the cgroup, then becomes
-	// `seccompagent exec`, which becomes the command.
-	join := "for f in " + strings.Join(cg.Procs, " ") + `; do echo $$ > "$f" || exit 97; done; exec "$@"`
-	run := func(args ...string) (string, string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", join, "sh", bin, "exec"}, args...)...)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		return stdout.String(), stderr.String(), err
-	}
+	run := plainCgroupExec(t)
 	for _, tc := range []struct {
 		name string
 		cmd  []string
@@ -94,5 +74,94 @@ func TestSeccompagentExec(t *testing.T) {
 	out, stderr, err = run("--socket", missing, "--on-missing-agent=skip", "--", "/bin/echo", "ran")
 	if err != nil || out != "ran\n" {
 		t.Errorf("no agent, skip: err %v, stdout %q, stderr %q", err, out, stderr)
+	}
+}
+
+// plainCgroupExec makes a plain cgroup (256 MiB, quota 0.5, removed at the
+// end) and returns a function running `seccompagent exec ARGS` in it: a shell
+// moves itself into the cgroup, then becomes `seccompagent exec`, which
+// becomes the command.
+func plainCgroupExec(t *testing.T) func(args ...string) (string, string, error) {
+	t.Helper()
+	bin := requireAgent(t)
+	cg, err := harness.NewPlainCgroup(harness.CgroupParent+"/exec-"+harness.UniqueID(), memLimit, cpuQuota, cpuPeriod)
+	if cg != nil {
+		t.Cleanup(func() {
+			if err := cg.Remove(); err != nil {
+				t.Errorf("remove cgroup: %v", err)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("plain cgroup: %v", err)
+	}
+	join := "for f in " + strings.Join(cg.Procs, " ") + `; do echo $$ > "$f" || exit 97; done; exec "$@"`
+	return func(args ...string) (string, string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", join, "sh", bin, "exec"}, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+}
+
+// TestSeccompagentExecI386: the filter `seccompagent exec` installs traps the
+// i386 calls too (sysinfo is 116 there, struct compat_sysinfo): an i386
+// program it runs in the plain cgroup sees 256 MiB and 1 CPU.
+func TestSeccompagentExecI386(t *testing.T) {
+	testenv.RequireRoot(t)
+	gcc := testenv.RequireCommand(t, "gcc")
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "compat")
+	out, err := exec.Command(gcc, "-m32", "-static", "-O2", "-o", bin, filepath.Join(root, "notify", "testdata", "compat.c")).CombinedOutput()
+	testenv.Require(t, err == nil, "cannot build an i386 program (gcc-multilib, from `make deps`): "+strings.TrimSpace(string(out)))
+	if err := exec.Command(bin).Run(); err != nil {
+		testenv.Require(t, false, "kernel cannot run i386 programs (CONFIG_IA32_EMULATION): "+err.Error())
+	}
+	a := startAgent(t)
+	run := plainCgroupExec(t)
+	stdout, stderr, err := run("--socket", a.Socket, "--", bin)
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, stderr, agentLog(a))
+	}
+	// Lines: name ret errno hex-bytes (notify/testdata/compat.c).
+	got := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 {
+			got[f[0]] = f[1:]
+		}
+	}
+	le32 := func(hexs string, off int) uint32 {
+		b, err := hex.DecodeString(hexs[2*off : 2*off+8])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return binary.LittleEndian.Uint32(b)
+	}
+	si := got["sysinfo"]
+	if len(si) != 3 || si[0] != "0" {
+		t.Fatalf("i386 sysinfo: %q\n%s", si, stdout)
+	}
+	// struct compat_sysinfo: totalram at byte 16, mem_unit at 52.
+	if total, unit := le32(si[2], 16), le32(si[2], 52); uint64(total)*uint64(unit) != memLimit {
+		t.Errorf("i386 sysinfo totalram %d × mem_unit %d, want %d", total, unit, memLimit)
+	}
+	aff := got["aff_128"]
+	if len(aff) != 3 {
+		t.Fatalf("i386 sched_getaffinity: %q", aff)
+	}
+	mask, _ := hex.DecodeString(aff[2])
+	n, _ := strconv.Atoi(aff[0])
+	cpus := 0
+	for _, b := range mask[:min(n, len(mask))] {
+		cpus += bits.OnesCount8(b)
+	}
+	if cpus != wantCPUs {
+		t.Errorf("i386 sched_getaffinity shows %d CPUs (%q), want %d", cpus, aff, wantCPUs)
 	}
 }
