@@ -11,7 +11,10 @@
 // while agents come and go. handoff.go — the versioned protocol between
 // them. journal.go — the shared memory the kernel writes each received
 // notification into. systemd.go — systemd's fd store as the holder.
-// docs/restart.md explains the design.
+// docs/restart.md explains the design. view.go — the view socket, where
+// any process (a container included) reads its own limits; the kernel
+// names the peer (SO_PEERCRED) and nothing the peer sends is ever read
+// (docs/view.md).
 //
 // cmd/seccompagent only parses flags, configures logging and calls Run or
 // RunHolder. This package must never answer a notification itself (that is

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"github.com/seccompagent/seccompagent/handlers/affinity"
 	"github.com/seccompagent/seccompagent/limits"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 func TestRecommendedThreads(t *testing.T) {
@@ -236,5 +238,39 @@ func TestViewSocket(t *testing.T) {
 	}
 	if got != 1 {
 		t.Errorf("%d of 5 connections answered with a burst of 1", got)
+	}
+}
+
+// TestSamePeer: the check that the pid still names the process that
+// connected, with a pidfd (Linux 6.5) and with the start-time fallback.
+func TestSamePeer(t *testing.T) {
+	v := testViewServer(t, nil)
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := child.Process.Pid
+	start, err := v.startTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	if !v.samePeer(pid, pidfd, start) || !v.samePeer(pid, -1, start) {
+		t.Error("live peer not recognized")
+	}
+	if v.samePeer(pid, -1, start+1) {
+		t.Error("another start time accepted")
+	}
+	child.Process.Kill()
+	child.Wait()
+	if v.samePeer(pid, pidfd, start) {
+		t.Error("exited peer accepted through its pidfd")
+	}
+	if v.samePeer(pid, -1, start) {
+		t.Error("exited peer accepted by start time")
 	}
 }

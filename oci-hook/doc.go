@@ -13,7 +13,9 @@
 // A container asks through the seccompagent.io/enable, /syscalls and /cpus
 // annotations, or SECCOMPAGENT_ENABLE, _SYSCALLS and _CPUS in process.env
 // (Docker 20.10 passes no annotations); the effective options are written
-// back as annotations, which runc and crun forward to the agent.
+// back as annotations, which runc and crun forward to the agent. With
+// Modifier.ViewDir set, an enabled container also gets the agent's view
+// socket directory bind-mounted read-only at /run/seccompagent (view.go).
 //
 // Modifier.ModifyConfig works on config.json bytes and keeps every member
 // specs-go does not know, including the includes/excludes filters of docker

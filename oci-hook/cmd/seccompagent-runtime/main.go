@@ -1,7 +1,8 @@
 // Command seccompagent-runtime is an OCI runtime wrapper: engines call it in
 // place of runc or crun. On create and run it turns interception on in the
 // bundle's config.json for the containers that ask for it (see package
-// ocihook), then it execs the real runtime with the same arguments minus its
+// ocihook; the agent's view socket directory, view/ next to the agent
+// socket, is mounted at /run/seccompagent when it exists), then it execs the real runtime with the same arguments minus its
 // own --seccompagent-* flags. Every other command goes straight to the real
 // runtime.
 //
