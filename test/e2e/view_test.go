@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -181,4 +182,63 @@ func TestViewIsolation(t *testing.T) {
 			t.Errorf("%s: got %s\nwant this container's view (memory %d, cgroup %s), never %s's", c, out, mine, b.CgroupsPath, other.CgroupsPath)
 		}
 	}
+}
+
+// TestViewSurvivesAgentRestart: the wrapper mounts the view socket's
+// directory, so a container keeps reaching the view after the agent is
+// restarted (and its socket re-created, a new inode). A bind mount of the
+// socket file itself, the alternative, keeps pointing at the old socket:
+// the control checks that this is indeed what runc does.
+func TestViewSurvivesAgentRestart(t *testing.T) {
+	rt := harness.Runc
+	requireE2E(t, rt)
+	a := startAgent(t)
+	b := viewBundle(t, memLimit, "sleep", "1000")
+	viewSock := filepath.Join(filepath.Dir(a.Socket), "view", "view.sock")
+	if err := b.AddMounts(specs.Mount{Destination: "/tmp/file-bound.sock", Type: "bind", Source: viewSock,
+		Options: []string{"bind", "ro"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The wrapper's modifier, applied as `seccompagent inject` does (the
+	// wrapper cannot start a detached container here and return).
+	if out, err := exec.Command(requireAgent(t), "inject", "--bundle", b.Dir, "--socket", a.Socket).CombinedOutput(); err != nil {
+		t.Fatalf("inject: %v\n%s", err, out)
+	}
+	id := "view-restart-" + harness.UniqueID()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*containerTimeout)
+	defer cancel()
+	if err := rt.StartDetached(ctx, b, id); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	killDelete := func() {
+		if !killed {
+			killed = true
+			if err := rt.KillDelete(b, id); err != nil {
+				t.Errorf("kill/delete: %v", err)
+			}
+		}
+	}
+	t.Cleanup(killDelete)
+	client := harness.ViewExamplesDir + "/view-c"
+	want := fmt.Sprintf("cpu count %d\nmemory total %d\n", wantCPUs, memLimit)
+	for _, sock := range []string{"/run/seccompagent/view.sock", "/tmp/file-bound.sock"} {
+		if out, stderr, err := rt.Exec(ctx, b, id, client, sock); err != nil || out != want {
+			t.Fatalf("before the restart, %s: %v %q %s", sock, err, out, stderr)
+		}
+	}
+	// SIGKILL: the socket file stays behind and the next agent replaces it
+	// with a new one. (sigterm would do the same, but an agent with an idle
+	// container currently needs more than the harness's 5 s to stop.)
+	restartAgent(t, a, "sigkill", harness.AgentOptions{})
+	out, stderr, err := rt.Exec(ctx, b, id, client)
+	if err != nil || out != want {
+		t.Errorf("after the restart, through the directory mount: %v %q %s", err, out, stderr)
+	}
+	if _, stderr, err := rt.Exec(ctx, b, id, client, "/tmp/file-bound.sock"); err == nil || !strings.Contains(stderr, "Connection refused") {
+		t.Errorf("after the restart, a file bind mount of the socket still worked (%v, %q): the directory mount would not be needed", err, stderr)
+	}
+	// Before the agents are stopped (the container's listener idle in
+	// the agent slows its stop down).
+	killDelete()
 }
