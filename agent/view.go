@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/seccompagent/seccompagent/handlers/affinity"
@@ -81,9 +82,9 @@ type ViewServer struct {
 	// sleep is time.Sleep; tests count the back-offs.
 	sleep func(time.Duration)
 	now   func() time.Time
-	// selfPidNS is the agent's own pid namespace: peers in it are keyed
-	// by cgroup, others by pid namespace.
-	selfPidNS string
+	// selfPidNSIno is the agent's own pid namespace: peers in it are
+	// keyed by cgroup, others by pid namespace.
+	selfPidNSIno uint64
 }
 
 // NewViewServer prepares a view server; Serve runs it.
@@ -92,10 +93,13 @@ func NewViewServer(cfg ViewConfig, lim ViewLimits, kernel affinity.Kernel, procR
 	if policy == nil {
 		policy = func(int) affinity.Policy { return affinity.Policy{} }
 	}
-	self, _ := os.Readlink(filepath.Join(procRoot, "self/ns/pid"))
+	var self uint64
+	if st, err := os.Stat(filepath.Join(procRoot, "self/ns/pid")); err == nil {
+		self = st.Sys().(*syscall.Stat_t).Ino
+	}
 	return &ViewServer{cfg: cfg, limits: lim, kernel: kernel, procRoot: procRoot, policy: policy, log: log,
 		sem: make(chan struct{}, cfg.MaxConns), peers: peerTable{m: map[string]*peer{}},
-		sleep: time.Sleep, now: time.Now, selfPidNS: self}
+		sleep: time.Sleep, now: time.Now, selfPidNSIno: self}
 }
 
 // ListenView creates the view socket: its own directory 0755 and the socket

@@ -76,17 +76,18 @@ func (v *ViewServer) samePeer(pid, pidfd int, start uint64) bool {
 	return err == nil && now == start
 }
 
-// peerKey names the budget a peer draws from: its pid namespace when it has
-// its own (a container: every process in it shares one budget, however many
-// cgroups it makes), else its cgroups (processes in the agent's namespace,
-// such as `seccompagent exec` jobs, each unit its own budget).
+// peerKey names the budget a peer draws from: the pid namespace just below
+// the agent's that holds it (a container: every process in it shares one
+// budget, however many nested pid namespaces or cgroups it makes), else,
+// for processes in the agent's own namespace such as `seccompagent exec`
+// jobs, its cgroups.
 func (v *ViewServer) peerKey(pid int) (string, error) {
-	ns, err := os.Readlink(filepath.Join(v.procRoot, strconv.Itoa(pid), "ns/pid"))
+	ns, err := topPidNS(filepath.Join(v.procRoot, strconv.Itoa(pid), "ns/pid"), v.selfPidNSIno)
 	if err != nil {
 		return "", err
 	}
-	if ns != v.selfPidNS {
-		return "pidns:" + ns, nil
+	if ns != 0 {
+		return "pidns:" + strconv.FormatUint(ns, 10), nil
 	}
 	f, err := os.Open(filepath.Join(v.procRoot, strconv.Itoa(pid), "cgroup"))
 	if err != nil {
@@ -99,6 +100,47 @@ func (v *ViewServer) peerKey(pid int) (string, error) {
 		return "", fmt.Errorf("read cgroups of %d: %w", pid, err)
 	}
 	return "cgroup:" + string(b[:n]), nil
+}
+
+// nsGetParent is NS_GET_PARENT (include/uapi/linux/nsfs.h, Linux 4.9): an
+// fd for the parent of a pid namespace.
+const nsGetParent = 0xb702
+
+// topPidNS walks from the pid namespace at path up to the one whose parent
+// is self (the agent's, by inode) and returns its inode; 0 when path is
+// self. Pid namespaces nest at most 32 deep (kernel/pid_namespace.c
+// MAX_PID_NS_LEVEL).
+func topPidNS(path string, self uint64) (uint64, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; ; i++ {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return 0, err
+		}
+		if st.Ino == self {
+			unix.Close(fd)
+			return 0, nil
+		}
+		parent, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), nsGetParent, 0)
+		if e != 0 || i >= 32 {
+			// EPERM: the parent is not ours to see (the agent is not
+			// in an ancestor): this namespace is the best key.
+			unix.Close(fd)
+			return st.Ino, nil
+		}
+		var pst unix.Stat_t
+		if err := unix.Fstat(int(parent), &pst); err != nil || pst.Ino == self {
+			unix.Close(int(parent))
+			unix.Close(fd)
+			return st.Ino, nil
+		}
+		unix.Close(fd)
+		fd = int(parent)
+	}
 }
 
 // nsPid is pid as the process sees itself: the last NSpid entry of

@@ -3,11 +3,14 @@ package agent
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/seccompagent/seccompagent/handlers/affinity"
 	"github.com/seccompagent/seccompagent/limits"
+	"github.com/seccompagent/seccompagent/test/testenv"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -272,5 +276,52 @@ func TestSamePeer(t *testing.T) {
 	}
 	if v.samePeer(pid, -1, start) {
 		t.Error("exited peer accepted by start time")
+	}
+}
+
+// TestTopPidNS: a process in nested pid namespaces draws from the budget of
+// the outermost one below the agent's, so making namespaces buys no budget.
+func TestTopPidNS(t *testing.T) {
+	testenv.RequireRoot(t)
+	unshare := testenv.RequireCommand(t, "unshare")
+	nsIno := func(pid int) uint64 {
+		st, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Sys().(*syscall.Stat_t).Ino
+	}
+	self := nsIno(os.Getpid())
+	cmd := exec.Command(unshare, "-p", "-f", unshare, "-p", "-f", "sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	child := func(pid int) int {
+		for i := 0; i < 200; i++ {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("pid %d has no child", pid)
+		return 0
+	}
+	outer := child(cmd.Process.Pid) // in the first new pid namespace
+	inner := child(outer)           // in one nested below it
+	if nsIno(outer) == self || nsIno(inner) == nsIno(outer) {
+		t.Fatal("unshare made no pid namespaces")
+	}
+	for _, tc := range []struct {
+		name string
+		pid  int
+		want uint64
+	}{{"agent's own", os.Getpid(), 0}, {"one level", outer, nsIno(outer)}, {"nested", inner, nsIno(outer)}} {
+		got, err := topPidNS(fmt.Sprintf("/proc/%d/ns/pid", tc.pid), self)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %d, %v; want %d", tc.name, got, err, tc.want)
+		}
 	}
 }
