@@ -533,6 +533,18 @@ func TestReceiveStateRejectsBadPeers(t *testing.T) {
 	}
 }
 
+// TestReceiveStateSilentPeer: a peer that connects and sends nothing gets
+// a timeout error, not a crash (Go returns n = -1 with the error).
+func TestReceiveStateSilentPeer(t *testing.T) {
+	a, b := unixPair(t)
+	defer a.Close()
+	defer b.Close()
+	_, err := notify.ReceiveState(b, 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("err = %v, want a read timeout", err)
+	}
+}
+
 func TestReceiveStateAcceptsRuncAndCrun(t *testing.T) {
 	// runc 1.1.5 sends compact JSON with ociVersion 1.0.2-dev; crun 1.8.1
 	// pretty JSON with 0.2.0. Both carry annotations.

@@ -63,6 +63,9 @@ func ReceiveState(conn *net.UnixConn, timeout time.Duration) (*Received, error) 
 			closeAll()
 			return nil, errors.New("too many file descriptors in one message (control data truncated)")
 		}
+		// Go reports n = -1 with an error (a read deadline, a reset):
+		// nothing was read.
+		n = max(n, 0)
 		data = append(data, buf[:n]...)
 		if len(data) > MaxStateSize {
 			closeAll()
