@@ -36,11 +36,6 @@ type Config struct {
 	// SpawnHolder starts a holder serving HolderSocket, detached from
 	// this process (cmd/seccompagent re-executes itself as `hold`).
 	SpawnHolder func() error
-	// WaitAfterHandover keeps the process (idle) after a newer agent took
-	// over, until ctx ends: under a supervisor that restarts whatever
-	// exits (a Kubernetes pod being replaced), exiting would start an old
-	// agent that takes everything back.
-	WaitAfterHandover bool
 	// Systemd keeps the listener fds in systemd's file-descriptor store
 	// instead of a holder process (the unit needs
 	// FileDescriptorStoreMax=); HolderSocket is then ignored.
@@ -75,6 +70,7 @@ type Server struct {
 	stopCh    chan string // why Run must stop
 	receiving sync.WaitGroup
 	loops     sync.WaitGroup
+	started   sync.WaitGroup // adopted loops not yet receiving
 }
 
 // attached is one container listener being served.
@@ -105,10 +101,16 @@ func New(cfg Config) (*Server, error) {
 		attached: map[uint64]*attached{}, stopCh: make(chan string, 1)}, nil
 }
 
-// Run serves until ctx is cancelled or a newer agent takes over. Either way
-// it stops accepting, lets every loop answer the notification in its hands,
-// and returns; with a holder, the containers' listeners stay open there for
-// the next agent, and their calls wait in the kernel's queue meanwhile.
+// Run serves until ctx is cancelled or a newer agent takes over
+// (ErrHandedOver). Either way it stops accepting, lets every loop answer the
+// notification in its hands, and returns; with a holder, the containers'
+// listeners stay open there for the next agent, and their calls wait in the
+// kernel's queue meanwhile.
+//
+// The caller must then exit or exec: loops blocked in the kernel may still
+// receive (see notify.Loop.Stop), and the holder takes the end of this
+// process's connection, which only exit or exec closes, as the proof that
+// nothing here answers any more; only then does the next agent start.
 func (s *Server) Run(ctx context.Context) error {
 	// Each listener keeps one thread in RECV or poll; Go's default cap of
 	// 10000 threads is fatal when reached, so leave room for many
@@ -138,6 +140,8 @@ func (s *Server) Run(ctx context.Context) error {
 		s.closeHolder()
 		return err
 	}
+	// "serving" means every adopted listener is being received from.
+	s.started.Wait()
 	s.log.WithFields(logrus.Fields{"socket": s.cfg.Socket, "view_socket": s.cfg.ViewSocket, "holder": s.cfg.HolderSocket, "cgroups": s.reader.Mode(),
 		"nr_cpu_ids": s.kernel.NrCPUIDs, "cpumask_size": s.kernel.MaskSize, "version": s.cfg.Version,
 		"adopted": len(s.attached), "previous_agent": previous}).Info("seccompagent serving")
@@ -156,12 +160,14 @@ func (s *Server) Run(ctx context.Context) error {
 	case why = <-s.stopCh:
 	}
 	s.stop(why)
-	if why == "handover" && s.cfg.WaitAfterHandover {
-		s.log.Info("handed over: idle until stopped")
-		<-ctx.Done()
+	if why == "handover" {
+		return ErrHandedOver
 	}
 	return nil
 }
+
+// ErrHandedOver is what Run returns when a newer agent took over.
+var ErrHandedOver = errors.New("a newer agent took over")
 
 func (s *Server) requestStop(why string) {
 	s.stopOnce.Do(func() { s.stopCh <- why })
@@ -180,28 +186,29 @@ func (s *Server) stop(why string) {
 		a.loop.Stop()
 	}
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.loops.Wait(); close(done) }()
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	deadline := time.After(5 * time.Second)
-wait:
+	// Wait until no loop is answering a notification. Loops blocked in
+	// the kernel hold nothing and may stay blocked (see notify.Loop.Stop);
+	// one that receives a notification after this is journaled, and the
+	// next agent answers it once this process is gone.
+	deadline := time.Now().Add(5 * time.Second)
 	for {
-		select {
-		case <-done:
-			break wait
-		case <-t.C:
-			// A Stop signal can land just before its loop blocks
-			// again: repeat it until every loop has returned.
-			s.mu.Lock()
-			for _, a := range s.attached {
-				a.loop.Stop()
+		s.mu.Lock()
+		busy := 0
+		for _, a := range s.attached {
+			if a.loop.Busy() {
+				busy++
 			}
-			s.mu.Unlock()
-		case <-deadline:
-			s.log.Warn("some notification loops did not stop within 5s")
-			break wait
+			a.loop.Stop() // again: a signal may land just before a poll
 		}
+		s.mu.Unlock()
+		if busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.log.WithField("busy", busy).Warn("some notifications were still being answered after 5s; the next agent answers them from the journal")
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if s.hfd >= 0 || s.sd != nil {
 		s.send(frame{Op: "bye"}, -1)
@@ -209,7 +216,6 @@ wait:
 	} else {
 		s.log.Info("seccompagent stopped")
 	}
-	s.closeHolder()
 }
 
 // entry is one fd the holder gave us.
@@ -415,10 +421,12 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pen
 	s.attached[key] = a
 	s.mu.Unlock()
 	s.loops.Add(1)
+	s.started.Add(1)
 	go func() {
 		defer s.loops.Done()
 		s.recoverOrphans(a, orphan, log)
 		log.WithFields(logrus.Fields{"since": meta.Since.Format(time.RFC3339)}).Info("container attached")
+		s.started.Done()
 		err := a.loop.Run()
 		if errors.Is(err, notify.ErrStopped) {
 			return // the holder keeps fd for the next agent

@@ -70,6 +70,7 @@ type Loop struct {
 	Log     *logrus.Entry
 
 	stopping atomic.Bool
+	busy     atomic.Bool  // a received notification is being answered
 	tid      atomic.Int32 // the thread blocked in poll/RECV, for Stop
 }
 
@@ -121,11 +122,13 @@ func (l *Loop) Run() error {
 		err := l.Kernel.Recv(l.Fd, n)
 		switch {
 		case err == nil:
+			l.busy.Store(true)
 			p := Pending{ID: n.ID, Tid: n.Pid, Arch: n.Arch, Nr: n.Nr, Args: n.Args}
 			if l.Journal != nil {
 				l.Journal.Received(&p)
 			}
 			l.Answer(&p)
+			l.busy.Store(false)
 		case errors.Is(err, unix.EINTR):
 			// Stop's signal, or any other: look at the flag again.
 		case errors.Is(err, unix.ENOENT):
@@ -146,16 +149,25 @@ func (l *Loop) Run() error {
 
 // Stop makes Run return ErrStopped once the notification it is answering,
 // if any, has been answered; it never abandons a received notification. It
-// returns at once; Run's return says when the loop has stopped. The thread
-// blocked in poll or RECV is woken with SIGURG, which the Go runtime
-// tolerates at any time and which makes both return EINTR (RECV's
-// down_interruptible and poll are not restarted for a handled signal).
+// returns at once; Run's return says when the loop has stopped. A thread
+// blocked in poll, or in RECV before Linux 6.6 (down_interruptible), is
+// woken with SIGURG, which the Go runtime tolerates at any time and which
+// makes both return EINTR. From 6.6 on RECV waits with
+// ERESTARTSYS, which the runtime's SA_RESTART handlers turn into a restart:
+// such a loop stays blocked, holding nothing (see Busy), and the process
+// may exit under it.
 func (l *Loop) Stop() {
 	l.stopping.Store(true)
 	if tid := l.tid.Load(); tid != 0 {
 		_ = unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG)
 	}
 }
+
+// Busy reports whether the loop is answering a notification it received.
+// A process may exit while none of its loops is busy: a notification
+// received in the instant after this reported false is in the loop's
+// Journal buffer, for the next agent.
+func (l *Loop) Busy() bool { return l.busy.Load() }
 
 // Stopping reports whether Stop was called.
 func (l *Loop) Stopping() bool { return l.stopping.Load() }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 func init() {
 	commands["serve"] = command{"run the agent: answer trapped syscalls for containers", runServe}
 	commands["hold"] = command{"keep containers' listener fds across agent restarts (started by serve)", runHold}
+	commands["idle"] = command{"do nothing until stopped (what serve --after-handover wait becomes)", runIdle}
 }
 
 func runServe(args []string, _, stderr io.Writer) error {
@@ -45,11 +47,7 @@ func runServe(args []string, _, stderr io.Writer) error {
 		return err
 	}
 	cfg := agent.Config{Socket: *socket, ViewSocket: *viewSocket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger)}
-	switch *afterHandover {
-	case "exit":
-	case "wait":
-		cfg.WaitAfterHandover = true
-	default:
+	if *afterHandover != "exit" && *afterHandover != "wait" {
 		return fmt.Errorf("--after-handover %q: want exit or wait", *afterHandover)
 	}
 	switch *holder {
@@ -74,7 +72,29 @@ func runServe(args []string, _, stderr io.Writer) error {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return srv.Run(ctx)
+	err = srv.Run(ctx)
+	if errors.Is(err, agent.ErrHandedOver) {
+		if *afterHandover == "wait" {
+			// exec ends every thread (and the holder connection with
+			// them) but keeps the pid, so the supervisor sees the
+			// process alive and starts no old agent again.
+			exe := "/proc/self/exe"
+			err = syscall.Exec(exe, []string{os.Args[0], "idle"}, os.Environ())
+			return fmt.Errorf("exec %s idle: %w", exe, err)
+		}
+		return nil
+	}
+	return err
+}
+
+// runIdle is what an agent that handed over with --after-handover wait
+// becomes: a process that does nothing until it is stopped.
+func runIdle(_ []string, _, stderr io.Writer) error {
+	fmt.Fprintln(stderr, "seccompagent: handed over to a newer agent; idle until stopped")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	<-ctx.Done()
+	return nil
 }
 
 // spawnHolder starts `seccompagent hold` from this very binary (even if the

@@ -103,6 +103,17 @@ func StartAgentWith(ctx context.Context, bin, socket string, opts AgentOptions) 
 	}
 }
 
+// Slack is extra time timing bounds allow where the machine is emulated
+// ($SECCOMPAGENT_E2E_SLACK, set by the VM tier: TCG runs everything many
+// times slower); 0 on real hardware, where the exact bounds are asserted.
+func Slack() time.Duration {
+	d, err := time.ParseDuration(os.Getenv("SECCOMPAGENT_E2E_SLACK"))
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
+}
+
 // servingLine is what the agent logs once it accepts runtime connections.
 const servingLine = "seccompagent serving"
 

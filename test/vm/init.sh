@@ -117,6 +117,7 @@ while IFS= read -r re; do
 		env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
 			SECCOMPAGENT_E2E_AGENT=/opt/seccompagent/bin/seccompagent \
 			SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
+			SECCOMPAGENT_E2E_SLACK=3s \
 			/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \
 			-test.run="$re" -test.skip="$VM_TEST_SKIP" >"$out/e2e-$n.out" 2>&1
 		echo $? >"$out/exit-$n"
