@@ -109,8 +109,8 @@ func TestTranslateNSpidFixture(t *testing.T) {
 	parent := map[string]string{c: host, nested: c, d: host}
 	tasks := []fixtureTask{
 		{tid: 1, tgid: 1, ppid: 0, ns: host, nspid: []int{1}, nstgid: []int{1}, threads: 1},
-		{tid: 900, tgid: 900, ppid: 1, ns: host, nspid: []int{900}, nstgid: []int{900}, threads: 1},         // runc
-		{tid: 950, tgid: 950, ppid: 1, ns: host, nspid: []int{950}, nstgid: []int{950}, threads: 1},         // runc exec
+		{tid: 900, tgid: 900, ppid: 1, ns: host, nspid: []int{900}, nstgid: []int{900}, threads: 1},          // runc
+		{tid: 950, tgid: 950, ppid: 1, ns: host, nspid: []int{950}, nstgid: []int{950}, threads: 1},          // runc exec
 		{tid: 1000, tgid: 1000, ppid: 900, ns: c, nspid: []int{1000, 1}, nstgid: []int{1000, 1}, threads: 1}, // C's init
 		{tid: 1001, tgid: 1001, ppid: 1000, ns: c, nspid: []int{1001, 2}, nstgid: []int{1001, 2}, threads: 1},
 		{tid: 1002, tgid: 1002, ppid: 1001, ns: c, nspid: []int{1002, 3}, nstgid: []int{1002, 3}, threads: 2},
@@ -262,4 +262,3 @@ func descendants(t *testing.T, pid int) []int {
 	walk(pid)
 	return out
 }
-
