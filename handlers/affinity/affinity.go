@@ -115,6 +115,9 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 		case errors.Is(err, syscall.ESRCH):
 			return notify.Fail(syscall.ESRCH)
 		case err != nil:
+			// Not found by the /proc fallback (ErrPidNotFound) or not
+			// resolvable: the kernel's own lookup in the caller's pid
+			// namespace answers, ESRCH for a pid the caller cannot see.
 			log.WithError(err).Debug("sched_getaffinity: cannot resolve pid, answering with the kernel's")
 			return notify.Continue()
 		}
