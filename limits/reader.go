@@ -21,7 +21,9 @@ import (
 // every usage file are read afresh on every call, so a process moving between
 // cgroups shows at once; limit files (and the host's MemTotal/SwapTotal) are
 // re-read at most every limitTTL (hostTTL), so `runc update` shows within a
-// second. A Reader is safe for concurrent use.
+// second; they are cached by the cgroup's identity, not its path, so a
+// cgroup made anew under an old path shows its own limits at once. A
+// Reader is safe for concurrent use.
 type Reader struct {
 	proc string // "/proc"
 	fs   string // "/" on a real host; prefixes mount points and /sys
@@ -125,8 +127,39 @@ func (r *Reader) Mode() string {
 type level struct {
 	cgroup string // as /proc/<pid>/cgroup names it
 	dir    string // where its files are
-	// cache serves limit files (see limitTTL).
+	// cache serves limit files (see limitTTL), keyed by the identity of
+	// the hierarchy's leaf cgroup and the level's distance from it.
 	cache *fileCache
+	leaf  *leafIdentity
+	up    int
+}
+
+// leafIdentity is the identity of the cgroup directory a process is in,
+// taken once per call: (st_dev, st_ino). cgroupfs is kernfs, whose inode
+// number on 64-bit kernels is the node's 64-bit id (idr number and
+// generation, fs/kernfs), never reused while the machine runs; st_dev tells
+// the v1 hierarchies apart. A cgroup removed and made again under the same
+// path (a systemd unit restarted with a new MemoryMax=, a pod sandbox
+// recreated) is a new identity, so its limits are read afresh at once.
+// Keying every level by the leaf is enough: a cgroup with children cannot
+// be removed, so an ancestor made anew means a new leaf as well.
+type leafIdentity struct {
+	dir  string
+	once sync.Once
+	key  cgroupKey
+	ok   bool
+}
+
+type cgroupKey struct {
+	dev, ino uint64
+}
+
+func (li *leafIdentity) get() (cgroupKey, bool) {
+	li.once.Do(func() {
+		k, err := statIdentity(li.dir)
+		li.key, li.ok = k, err == nil
+	})
+	return li.key, li.ok
 }
 
 // hierarchy is where one controller's files for one process live: levels[0]
@@ -167,13 +200,14 @@ func (r *Reader) walk(m Mount, p string) (*hierarchy, error) {
 		return nil, &UnreachableError{Cgroup: p, MountRoot: m.Root, MountPoint: m.Point}
 	}
 	h := &hierarchy{v2: m.V2}
-	for {
+	leaf := &leafIdentity{dir: r.host(filepath.Join(append([]string{m.Point}, rel...)...))}
+	for up := 0; ; up++ {
 		cg := m.Root
 		if len(rel) > 0 {
 			cg = strings.TrimSuffix(m.Root, "/") + "/" + strings.Join(rel, "/")
 		}
 		h.levels = append(h.levels, level{cgroup: cg, dir: r.host(filepath.Join(append([]string{m.Point}, rel...)...)),
-			cache: &r.cache})
+			cache: &r.cache, leaf: leaf, up: up})
 		if len(rel) == 0 {
 			return h, nil
 		}
@@ -238,15 +272,32 @@ func read(l level, name string) (text string, missing bool, err error) {
 // readLimit reads a limit file (cpu.max, memory.max, memory.limit_in_bytes,
 // …) through the cache. Usage files always go through read.
 func readLimit(l level, name string) (text string, missing bool, err error) {
-	path := filepath.Join(l.dir, name)
-	if e, ok := l.cache.get(path); ok {
+	if l.cache == nil || l.leaf == nil {
+		return read(l, name)
+	}
+	id, ok := l.leaf.get()
+	if !ok {
+		// The cgroup is gone (or unreadable): read, and let that say so.
+		return read(l, name)
+	}
+	key := cacheKey{cgroup: id, up: l.up, name: name}
+	if e, ok := l.cache.get(key); ok {
 		return e.text, e.missing, nil
 	}
 	text, missing, err = read(l, name)
 	if err == nil {
-		l.cache.put(path, cached{text: text, missing: missing})
+		l.cache.put(key, cached{text: text, missing: missing})
 	}
 	return text, missing, err
+}
+
+// cacheKey names a limit file by the identity of the process's own cgroup
+// (see leafIdentity), how many levels above it the file's cgroup is, and
+// the file's name: never by path.
+type cacheKey struct {
+	cgroup cgroupKey
+	up     int
+	name   string
 }
 
 func parseErr(l level, name string, err error) error {
@@ -261,7 +312,8 @@ func (l level) source(i int, name string) *Source {
 // operator or orchestrator updates them (runc update, a pod resize) and a
 // container's calls read the same few files every time, so they are re-read
 // at most this often: an update is seen within a second. Usage is always
-// read afresh.
+// read afresh. A cgroup removed and made again under the same path is a
+// different cache entry (see leafIdentity): its limits show at once.
 const limitTTL = 500 * time.Millisecond
 
 type cached struct {
@@ -271,38 +323,47 @@ type cached struct {
 }
 
 type fileCache struct {
+	// ttl is limitTTL; tests set a longer one to see the cache at work.
+	ttl   time.Duration
 	mu    sync.Mutex
-	m     map[string]cached
+	m     map[cacheKey]cached
 	swept time.Time
 }
 
-func (c *fileCache) get(path string) (cached, bool) {
+func (c *fileCache) lifetime() time.Duration {
+	if c.ttl > 0 {
+		return c.ttl
+	}
+	return limitTTL
+}
+
+func (c *fileCache) get(path cacheKey) (cached, bool) {
 	if c == nil {
 		return cached{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[path]
-	if !ok || time.Since(e.at) >= limitTTL {
+	if !ok || time.Since(e.at) >= c.lifetime() {
 		return cached{}, false
 	}
 	return e, true
 }
 
-func (c *fileCache) put(path string, e cached) {
+func (c *fileCache) put(path cacheKey, e cached) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]cached{}
+		c.m = map[cacheKey]cached{}
 	}
 	// Cgroups come and go: drop what has expired, at most once per TTL so
 	// a node with many containers does not scan the map on every put.
-	if len(c.m) >= 4096 && time.Since(c.swept) >= limitTTL {
+	if len(c.m) >= 4096 && time.Since(c.swept) >= c.lifetime() {
 		for k, v := range c.m {
-			if time.Since(v.at) >= limitTTL {
+			if time.Since(v.at) >= c.lifetime() {
 				delete(c.m, k)
 			}
 		}

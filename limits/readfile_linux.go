@@ -42,4 +42,17 @@ func readFile(path string) ([]byte, error) {
 	return append([]byte(nil), buf...), nil
 }
 
+// statIdentity returns the (st_dev, st_ino) of a cgroup directory.
+func statIdentity(dir string) (cgroupKey, error) {
+	var st unix.Stat_t
+	err := unix.Stat(dir, &st)
+	for err == unix.EINTR {
+		err = unix.Stat(dir, &st)
+	}
+	if err != nil {
+		return cgroupKey{}, &fs.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	return cgroupKey{dev: uint64(st.Dev), ino: st.Ino}, nil
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}

@@ -1,0 +1,153 @@
+package limits
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seccompagent/seccompagent/test/testenv"
+)
+
+// TestRecreatedCgroupIsACacheMiss: a limit written in place is served from
+// the cache until it expires (here: an hour), but a cgroup removed and made
+// again under the same path is a new identity and shows its own limit at
+// once. On a fixture tree the new directory is made before the old one is
+// removed, so the file system cannot hand it the old inode (cgroupfs never
+// does: see leafIdentity).
+func TestRecreatedCgroupIsACacheMiss(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS("testdata/v2")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(filepath.Join(root, "proc"), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cache.ttl = time.Hour
+	leaf := filepath.Join(root, "sys/fs/cgroup/noswap")
+	total := func() uint64 {
+		t.Helper()
+		m, err := r.Memory(301)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Total
+	}
+	if got := total(); got != 1073741824 {
+		t.Fatalf("total %d, want the fixture's 1 GiB", got)
+	}
+	if err := os.WriteFile(filepath.Join(leaf, "memory.max"), []byte("536870912\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := total(); got != 1073741824 {
+		t.Fatalf("total %d after an in-place write: the cache is not in use, so this test proves nothing", got)
+	}
+	fresh := leaf + ".new"
+	if err := os.CopyFS(fresh, os.DirFS(leaf)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fresh, "memory.max"), []byte("268435456\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(leaf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(fresh, leaf); err != nil {
+		t.Fatal(err)
+	}
+	if got := total(); got != 268435456 {
+		t.Errorf("total %d after the cgroup was made anew with memory.max 256 MiB: the old cgroup's cached limit was served", got)
+	}
+}
+
+// TestRecreatedRealCgroup does the same on the host's real memory
+// hierarchy (root): a process in cgroup A limited to 64 MiB; A is removed
+// and made again with 32 MiB and the process moved back in; the reader
+// must say 32 MiB at once, although its cache would keep A's old limit
+// for an hour.
+func TestRecreatedRealCgroup(t *testing.T) {
+	testenv.RequireRoot(t)
+	r, err := NewReader("/proc", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cache.ttl = time.Hour
+	var mnt, limitFile string
+	if m, ok := r.v1["memory"]; ok {
+		mnt, limitFile = m.Point, "memory.limit_in_bytes"
+	} else if r.v2 != nil && r.v2ctrls["memory"] {
+		mnt, limitFile = r.v2.Point, "memory.max"
+	}
+	testenv.Require(t, mnt != "", "no cgroup memory controller is mounted")
+	parent := filepath.Join(mnt, fmt.Sprintf("seccompagent-limits-test-%d", os.Getpid()))
+	a, b := filepath.Join(parent, "a"), filepath.Join(parent, "b")
+	write := func(file, v string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir := func(dir string) {
+		t.Helper()
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir(parent)
+	sleep := exec.Command("sleep", "600")
+	t.Cleanup(func() {
+		if sleep.Process != nil {
+			_ = sleep.Process.Kill()
+			_ = sleep.Wait()
+		}
+		for _, d := range []string{a, b, parent} {
+			_ = os.Remove(d) // rmdir: only what this test made
+		}
+	})
+	if r.v2 != nil && strings.HasPrefix(parent, r.v2.Point) {
+		write(filepath.Join(parent, "cgroup.subtree_control"), "+memory")
+	}
+	mkdir(a)
+	mkdir(b)
+	write(filepath.Join(a, limitFile), strconv.Itoa(64<<20))
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := sleep.Process.Pid
+	write(filepath.Join(a, "cgroup.procs"), strconv.Itoa(pid))
+	limit := func() uint64 {
+		t.Helper()
+		m, err := r.Memory(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.Limit.Limited {
+			t.Fatalf("no memory limit seen for pid %d: %+v", pid, m)
+		}
+		return m.Limit.Value
+	}
+	if got := limit(); got != 64<<20 {
+		t.Fatalf("limit %d, want 64 MiB", got)
+	}
+	write(filepath.Join(b, "cgroup.procs"), strconv.Itoa(pid))
+	if err := os.Remove(a); err != nil {
+		t.Fatal(err)
+	}
+	mkdir(a)
+	write(filepath.Join(a, limitFile), strconv.Itoa(32<<20))
+	write(filepath.Join(a, "cgroup.procs"), strconv.Itoa(pid))
+	if got := limit(); got != 32<<20 {
+		t.Errorf("limit %d after %s was removed and made again with 32 MiB: the old cgroup's limit was served from the cache", got, a)
+	}
+	// And the control: the same cgroup written in place keeps the cached
+	// value (so the cache was in use above).
+	write(filepath.Join(a, limitFile), strconv.Itoa(16<<20))
+	if got := limit(); got != 32<<20 {
+		t.Errorf("limit %d after an in-place write with an hour's cache: the cache was not in use, so this test proves nothing", got)
+	}
+}
