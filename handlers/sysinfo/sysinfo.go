@@ -51,6 +51,7 @@ type Handler struct {
 	Log      *logrus.Entry
 
 	start atomic.Pointer[started]
+	tns   timeNS
 }
 
 var _ notify.Handler = (*Handler)(nil)
@@ -123,8 +124,13 @@ func (h *Handler) Compute(tid, initPid int) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	// The caller's time namespace, relative to the init's (see timens.go).
+	delta, err := h.tns.boottimeDelta(h.ProcRoot, tid, initPid)
+	if err != nil {
+		return Info{}, err
+	}
 	return Info{
-		Uptime:    uptimeSeconds(now - start),
+		Uptime:    uptimeSeconds(now - start + delta),
 		Loads:     host.Loads,
 		TotalRAM:  mem.Total,
 		FreeRAM:   saturatingSub(mem.Total, mem.Usage),
