@@ -1,7 +1,7 @@
 // Package e2e is test tier 3: real runc and crun containers limited to
 // 256 MiB and half a CPU, with and without the agent, running busybox
 // (nproc, free, uptime) and the musl probe. Needs root, runc, crun,
-// musl-gcc, busybox-static and unshare; outside CI a missing prerequisite
+// musl-gcc, gcc-multilib, busybox-static and unshare; outside CI a missing prerequisite
 // skips, under CI=true it fails.
 package e2e
 
@@ -56,6 +56,7 @@ func requireE2E(t *testing.T, rt harness.Runtime) {
 	testenv.RequireCommand(t, string(rt))
 	if !harness.PrebuiltRootfs() {
 		testenv.RequireCommand(t, "musl-gcc")
+		testenv.RequireCommand(t, "gcc") // gcc -m32 (gcc-multilib) for /affinity32
 	}
 	if rt == harness.Crun && !harness.CgroupUnified() {
 		testenv.RequireCommand(t, "unshare")

@@ -53,6 +53,9 @@ type BundleOptions struct {
 	ListenerPath string
 	// Annotations go into config.json (and the state runc/crun send the agent).
 	Annotations map[string]string
+	// ExtraCaps are added to the process's capability sets (e.g.
+	// CAP_SYS_ADMIN for a test that unshares a namespace).
+	ExtraCaps []string
 	// CgroupsPath overrides the generated absolute path
 	// CgroupParent/<unique>; it must be absolute.
 	CgroupsPath string
@@ -133,7 +136,7 @@ func buildSpec(rootfs, cgPath string, opts BundleOptions) *specs.Spec {
 	if len(args) == 0 {
 		args = []string{"sh"}
 	}
-	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+	caps := append([]string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}, opts.ExtraCaps...)
 	spec := &specs.Spec{
 		Version: OCIVersion,
 		Process: &specs.Process{

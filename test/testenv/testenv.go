@@ -38,3 +38,18 @@ func RequireCommand(t testing.TB, name string) string {
 	Require(t, err == nil, name+" not found on PATH: run `make deps`")
 	return p
 }
+
+// SkipWithoutKernelFeature skips t unless the running kernel has feature (a
+// kernel config option, a boot parameter or a kernel version: nothing a
+// package can install). Unlike Require it skips even under CI=true, naming
+// the feature, because no machine setup can fix it; every test that uses it
+// must therefore also run in the VM tier, whose kernel is known to have the
+// feature, and be required to PASS there. detail says how the absence was
+// seen.
+func SkipWithoutKernelFeature(t testing.TB, have bool, feature, detail string) {
+	t.Helper()
+	if have {
+		return
+	}
+	t.Skipf("kernel feature %s absent (%s)", feature, detail)
+}

@@ -50,6 +50,9 @@ var defaultGroups = []string{
 	"^(TestCPUsAnnotation|TestHostileConnections)$",
 	"^(TestRestart|TestRestartMidNotification|TestHolderKilled|TestCreatedWhileAgentDown|TestSystemdFDStore)$",
 	"^TestSeccompagentExec$",
+	// pid≠0 through /proc NSpid (6.1 has no NS_GET_PID_FROM_PIDNS), i386
+	// callers included, and time namespaces.
+	"^(TestAffinityPids|TestUptimeTimeNamespace)$",
 }
 
 const defaultSkip = "^TestConsumers$"
@@ -67,6 +70,9 @@ var required = []string{
 	"TestHolderKilled", "TestCreatedWhileAgentDown/runc", "TestCreatedWhileAgentDown/crun",
 	"TestSystemdFDStore",
 	"TestSeccompagentExec",
+	"TestAffinityPids/runc/amd64", "TestAffinityPids/runc/i386",
+	"TestAffinityPids/crun/amd64", "TestAffinityPids/crun/i386",
+	"TestUptimeTimeNamespace/runc", "TestUptimeTimeNamespace/crun",
 }
 
 // TestCgroupV2VM boots Debian's kernel with cgroup_no_v1=all in qemu
@@ -76,7 +82,7 @@ func TestCgroupV2VM(t *testing.T) {
 	qemu := testenv.RequireCommand(t, "qemu-system-x86_64")
 	kernel, err := FindKernel()
 	testenv.Require(t, err == nil, fmt.Sprint(err))
-	for _, c := range []string{"runc", "crun", "jq", "depmod", "ldd", "musl-gcc"} {
+	for _, c := range []string{"runc", "crun", "jq", "depmod", "ldd", "musl-gcc", "gcc"} {
 		testenv.RequireCommand(t, c)
 	}
 	_, err = os.Stat("/bin/busybox")
