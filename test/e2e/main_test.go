@@ -1,8 +1,8 @@
 // Package e2e is test tier 3: real runc and crun containers limited to
 // 256 MiB and half a CPU, with and without the agent, running busybox
 // (nproc, free, uptime) and the musl probe. Needs root, runc, crun,
-// musl-gcc, gcc-multilib, busybox-static and unshare; outside CI a missing prerequisite
-// skips, under CI=true it fails.
+// musl-gcc, gcc-multilib, busybox-static and unshare; outside CI a missing
+// prerequisite skips, under CI=true it fails.
 package e2e
 
 import (
