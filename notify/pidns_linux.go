@@ -146,26 +146,27 @@ func (r *nspidResolver) translate(tid, pid int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("open %s/%d: %w", r.proc, tid, err)
 	}
+	defer unix.Close(dir)
 	st, err := readStatus(dir)
-	var ns string
-	if err == nil {
-		ns, err = readlinkAt(dir, "ns/pid")
-	}
-	unix.Close(dir)
 	if err != nil {
-		return 0, fmt.Errorf("pid namespace of %d: %w", tid, err)
+		return 0, fmt.Errorf("status of %d: %w", tid, err)
 	}
 	if st.NSpid[0] != tid {
 		return 0, fmt.Errorf("%s/%d/status says NSpid %v: %s is not the agent's procfs", r.proc, tid, st.NSpid, r.proc)
 	}
-	c := &caller{tid: tid, level: len(st.NSpid) - 1, ns: ns, st: st}
-	// The common case: the caller's own tid or tgid.
+	level := len(st.NSpid) - 1
+	// The common case: the caller's own tid or tgid, from its status alone.
 	switch pid {
-	case st.NSpid[c.level]:
+	case st.NSpid[level]:
 		return tid, nil
-	case st.NStgid[c.level]:
+	case st.NStgid[level]:
 		return st.NStgid[0], nil
 	}
+	ns, err := readlinkAt(dir, "ns/pid")
+	if err != nil {
+		return 0, fmt.Errorf("pid namespace of %d: %w", tid, err)
+	}
+	c := &caller{tid: tid, level: level, ns: ns, st: st}
 	key := hintKey{ns, pid}
 	if x, ok := r.hint(key); ok {
 		if found, _, _ := r.check(c, x, pid); found {
@@ -343,21 +344,34 @@ func openProcDir(root string, pid int) (int, error) {
 }
 
 // readStatus reads at most maxStatusBytes of the status file in dir: the
-// lines needed come before the long ones (Groups aside, which is bounded
-// by the same read; a status cut short before NSpid is an error).
+// lines needed come early (a status cut short before NSpid, by a Groups
+// line of thousands of groups, is an error, and the kernel answers).
 func readStatus(dir int) (pidStatus, error) {
 	fd, err := unix.Openat(dir, "status", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return pidStatus{}, err
 	}
-	f := os.NewFile(uintptr(fd), "status")
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStatusBytes))
-	if err != nil {
-		return pidStatus{}, err
+	defer unix.Close(fd)
+	bp := statusBufs.Get().(*[]byte)
+	defer statusBufs.Put(bp)
+	buf := (*bp)[:0]
+	for len(buf) < cap(buf) {
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return pidStatus{}, err
+		}
+		if n == 0 {
+			break
+		}
+		buf = buf[:len(buf)+n]
 	}
-	return parsePidStatus(b)
+	return parsePidStatus(buf)
 }
+
+var statusBufs = sync.Pool{New: func() any { b := make([]byte, maxStatusBytes); return &b }}
 
 func readlinkAt(dir int, name string) (string, error) {
 	buf := make([]byte, 64)

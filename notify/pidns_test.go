@@ -262,3 +262,34 @@ func descendants(t *testing.T, pid int) []int {
 	walk(pid)
 	return out
 }
+
+// BenchmarkTranslatePid compares the common case, the caller's own tgid,
+// through the /proc fallback with the kernel's ioctl (where it exists).
+func BenchmarkTranslatePid(b *testing.B) {
+	self := os.Getpid()
+	r := &nspidResolver{proc: "/proc", ancestors: nsAncestors}
+	b.Run("nspid-own", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if x, err := r.translate(self, self); err != nil || x != self {
+				b.Fatal(x, err)
+			}
+		}
+	})
+	b.Run("nspid-parent", func(b *testing.B) {
+		pp := os.Getppid()
+		for i := 0; i < b.N; i++ {
+			if x, err := r.translate(self, pp); err != nil || x != pp {
+				b.Fatal(x, err)
+			}
+		}
+	})
+	if pidFromPidnsSupported() {
+		b.Run("ioctl", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if x, err := translateIoctl("/proc", self, self); err != nil || x != self {
+					b.Fatal(x, err)
+				}
+			}
+		})
+	}
+}
