@@ -182,3 +182,84 @@ func TestUptimeTimeNamespace(t *testing.T) {
 		})
 	}
 }
+
+// TestCgroupPathReuse: a container ends and another starts at once in the
+// same cgroup path with a different memory limit (a systemd unit restarted
+// with a new MemoryMax=, a pod sandbox recreated). The second container's
+// sysinfo must show its own limit, which the test reads from the kernel's
+// cgroup file in the same run, although the first one's was cached by the
+// agent moments before (limits are cached by cgroup identity, not path).
+func TestCgroupPathReuse(t *testing.T) {
+	for _, rt := range harness.Runtimes {
+		t.Run(string(rt), func(t *testing.T) {
+			requireE2E(t, rt)
+			a := startAgent(t)
+			ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
+			defer cancel()
+			path := harness.CgroupParent + "/reuse-" + harness.UniqueID()
+			// The first container runs /probe and ends (its runtime removes
+			// the cgroup); the second is made at once in the same path and
+			// runs sleep, so the test can read the kernel's limit from its
+			// cgroup and exec /probe into it.
+			var last time.Time
+			run := func(limit int64, detached bool) (*harness.Bundle, string, harness.Probe) {
+				args := []string{"/probe"}
+				if detached {
+					args = []string{"sleep", "1000"}
+				}
+				b, err := harness.NewBundle(t.TempDir(), rootfsDir, harness.BundleOptions{
+					Args: args, MemoryLimit: limit, CPUQuota: cpuQuota, CPUPeriod: cpuPeriod,
+					ListenerPath: a.Socket, CgroupsPath: path,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				id := "e2e-reuse-" + harness.UniqueID()
+				if detached {
+					if err := rt.StartDetached(ctx, b, id); err != nil {
+						t.Fatalf("%s run -d: %v%s", rt, err, agentLog(a))
+					}
+					t.Cleanup(func() {
+						if err := rt.KillDelete(b, id); err != nil {
+							t.Errorf("kill/delete: %v", err)
+						}
+					})
+					return b, id, nil
+				}
+				stdout, stderr, err := rt.Run(ctx, b, id)
+				last = time.Now()
+				if err != nil {
+					t.Fatalf("%s /probe: %v\nstdout:\n%s\nstderr:\n%s%s", rt, err, stdout, stderr, agentLog(a))
+				}
+				if left := b.LeftoverCgroups(); len(left) != 0 {
+					t.Fatalf("%s left its cgroup behind (%v): the next container would not get a new one", rt, left)
+				}
+				return b, id, harness.ParseProbe(stdout)
+			}
+			_, _, p := run(memLimit, false)
+			c := checker{t, p}
+			if got := c.uint("totalram") * c.uint("mem_unit"); got != memLimit {
+				t.Fatalf("first container: totalram %d, want %d", got, memLimit)
+			}
+			const second = memLimit / 2
+			b, id, _ := run(second, true)
+			stdout, stderr, err := rt.Exec(ctx, b, id, "/probe")
+			since := time.Since(last)
+			if err != nil {
+				t.Fatalf("%s exec /probe: %v\n%s\n%s%s", rt, err, stdout, stderr, agentLog(a))
+			}
+			kernel, err := harness.CgroupMemoryLimit(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kernel != second {
+				t.Fatalf("the kernel's limit for %s is %d, want %d", path, kernel, second)
+			}
+			c = checker{t, harness.ParseProbe(stdout)}
+			if got := c.uint("totalram") * c.uint("mem_unit"); got != uint64(kernel) {
+				t.Errorf("second container in the same cgroup path: totalram %d, want the kernel's %d (the first container's %d was served)", got, kernel, memLimit)
+			}
+			t.Logf("second container's sysinfo %v after the first's (the agent caches limits for 500 ms)", since.Round(time.Millisecond))
+		})
+	}
+}

@@ -81,6 +81,24 @@ func CgroupDir(controller, cg string) (dir string, v2 bool, err error) {
 	return "", false, fmt.Errorf("no mounted cgroup hierarchy has the %s controller", controller)
 }
 
+// CgroupMemoryLimit reads the memory limit the kernel enforces on cgroup
+// cg itself (memory.max on v2, memory.limit_in_bytes on v1), in bytes.
+func CgroupMemoryLimit(cg string) (int64, error) {
+	dir, v2, err := CgroupDir("memory", cg)
+	if err != nil {
+		return 0, err
+	}
+	name := "memory.limit_in_bytes"
+	if v2 {
+		name = "memory.max"
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
 // ChildCgroup is a cgroup NestChild made beneath a container's cgroup.
 type ChildCgroup struct {
 	// Dirs are the child's directories, one per hierarchy it was made in.

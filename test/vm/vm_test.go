@@ -51,8 +51,8 @@ var defaultGroups = []string{
 	"^(TestRestart|TestRestartMidNotification|TestHolderKilled|TestCreatedWhileAgentDown|TestSystemdFDStore)$",
 	"^TestSeccompagentExec$",
 	// pid≠0 through /proc NSpid (6.1 has no NS_GET_PID_FROM_PIDNS), i386
-	// callers included, and time namespaces.
-	"^(TestAffinityPids|TestUptimeTimeNamespace)$",
+	// callers included, time namespaces and a cgroup path reused.
+	"^(TestAffinityPids|TestUptimeTimeNamespace|TestCgroupPathReuse)$",
 }
 
 const defaultSkip = "^TestConsumers$"
@@ -73,6 +73,7 @@ var required = []string{
 	"TestAffinityPids/runc/amd64", "TestAffinityPids/runc/i386",
 	"TestAffinityPids/crun/amd64", "TestAffinityPids/crun/i386",
 	"TestUptimeTimeNamespace/runc", "TestUptimeTimeNamespace/crun",
+	"TestCgroupPathReuse/runc", "TestCgroupPathReuse/crun",
 }
 
 // TestCgroupV2VM boots Debian's kernel with cgroup_no_v1=all in qemu
