@@ -242,7 +242,7 @@ func (s *Server) connectHolder(patience time.Duration) ([]entry, string, error) 
 		if serr := s.cfg.SpawnHolder(); serr != nil {
 			return nil, "", fmt.Errorf("start the holder: %w", serr)
 		}
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(15 * time.Second)
 		for err != nil && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 			fd, err = dialHolder(s.cfg.HolderSocket)

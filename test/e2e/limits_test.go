@@ -107,7 +107,7 @@ func agentLog(a *harness.Agent) string {
 func startAgent(t *testing.T) *harness.Agent {
 	t.Helper()
 	bin := requireAgent(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	a, err := harness.StartAgent(ctx, bin, filepath.Join(t.TempDir(), "agent.sock"))
 	if err != nil {

@@ -261,7 +261,7 @@ func TestRestartMidNotification(t *testing.T) {
 		t.Run(string(rt), func(t *testing.T) {
 			requireE2E(t, rt)
 			bin := requireAgent(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 			defer cancel()
 			a, err := harness.StartAgentWith(ctx, bin, filepath.Join(t.TempDir(), "agent.sock"),
 				harness.AgentOptions{Env: []string{envTestStall + "=1"}})
@@ -344,7 +344,7 @@ func TestCreatedWhileAgentDown(t *testing.T) {
 func TestUpgradeOldAgentIdles(t *testing.T) {
 	requireE2E(t, harness.Runc)
 	bin := requireAgent(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	a, err := harness.StartAgentWith(ctx, bin, filepath.Join(t.TempDir(), "agent.sock"),
 		harness.AgentOptions{Args: []string{"--after-handover", "wait"}})

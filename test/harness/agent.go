@@ -16,7 +16,7 @@ import (
 
 const (
 	// agentReadyTimeout bounds how long StartAgent waits for the socket.
-	agentReadyTimeout = 10 * time.Second
+	agentReadyTimeout = 30 * time.Second
 	// agentStopGrace is how long Stop waits after SIGTERM before SIGKILL.
 	agentStopGrace = 5 * time.Second
 )
