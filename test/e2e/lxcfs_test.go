@@ -242,11 +242,25 @@ func conformance(uptimeFile, probe, meminfo, loadavg string) error {
 	if d := float64(up) - fileUp; d < 0 || d > 2 {
 		add("uptime %d s, /proc/uptime %.2f s (want 0..2 s above)", up, fileUp)
 	}
+	if err := loadsAgree(probe, loadavg); err != nil {
+		add("%v", err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// loadsAgree checks each of a probe's sysinfo loads (scaled by 1<<16)
+// against /proc/loadavg: within 0.1.
+func loadsAgree(probe, loadavg string) error {
+	p := harness.ParseProbe(probe)
 	loads := strings.Fields(p["loads"])
 	fileLoads := strings.Fields(loadavg)
 	if len(loads) != 3 || len(fileLoads) < 3 {
 		return fmt.Errorf("loads %q, /proc/loadavg %q", p["loads"], loadavg)
 	}
+	var errs []string
 	for i := range 3 {
 		l, err1 := strconv.ParseUint(loads[i], 10, 64)
 		fl, err2 := strconv.ParseFloat(fileLoads[i], 64)
@@ -254,7 +268,7 @@ func conformance(uptimeFile, probe, meminfo, loadavg string) error {
 			return fmt.Errorf("loads %q, /proc/loadavg %q", p["loads"], loadavg)
 		}
 		if v := float64(l) / 65536; math.Abs(v-fl) > 0.1 {
-			add("load %d = %.2f, /proc/loadavg %.2f", i, v, fl)
+			errs = append(errs, fmt.Sprintf("sysinfo load %d = %.2f, /proc/loadavg %.2f", i, v, fl))
 		}
 	}
 	if len(errs) > 0 {
@@ -363,6 +377,11 @@ func TestLXCFSLoadAverage(t *testing.T) {
 				t.Errorf("no /proc/loadavg output")
 			} else if fl, _ := strconv.ParseFloat(f[0], 64); math.Abs(fl-busy1) > 0.1 {
 				t.Errorf("busy container: uptime load1 %.2f, LXCFS /proc/loadavg %.2f: more than 0.1 apart", busy1, fl)
+			}
+			for name, sec := range map[string]map[string]string{"busy": busySec, "idle": idleSec} {
+				if err := loadsAgree(sec[cmdMuslProbe], sec[lxLoadavg]); err != nil {
+					t.Errorf("%s container: %v", name, err)
+				}
 			}
 		})
 	}
