@@ -421,3 +421,46 @@ func TestLXCFSRequired(t *testing.T) {
 		})
 	}
 }
+
+// TestLXCFSRestart pins down what docs/lxcfs.md says about LXCFS going
+// away under a running container: the files bound from it fail with
+// ENOTCONN until the container restarts, the agent's answers do not change,
+// and a container that requires LXCFS is refused while no mount is there.
+func TestLXCFSRestart(t *testing.T) {
+	rt := harness.Runc
+	requireE2E(t, rt)
+	lx := requireLXCFS(t)
+	a := startAgent(t)
+	wrapper := wrapperArgs(t, a, lx.Dir)
+	b := pairedBundle(t, rootfsDir, wrapper, nil, []string{"sleep", "1000"})
+	id := "lxrestart-" + harness.UniqueID()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*containerTimeout)
+	defer cancel()
+	if err := rt.StartDetached(ctx, b, id); err != nil {
+		t.Fatalf("run -d: %v%s", err, agentLog(a))
+	}
+	t.Cleanup(func() {
+		if err := rt.KillDelete(b, id); err != nil {
+			t.Errorf("kill/delete: %v", err)
+		}
+	})
+	out, stderr, err := rt.Exec(ctx, b, id, "head", "-n", "1", "/proc/meminfo")
+	if err != nil || !strings.Contains(out, "262144 kB") {
+		t.Fatalf("before: /proc/meminfo %q %q (%v), want MemTotal 262144 kB", out, stderr, err)
+	}
+	if err := lx.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err = rt.Exec(ctx, b, id, "head", "-n", "1", "/proc/meminfo")
+	if err == nil || !strings.Contains(stderr+out, "Transport endpoint is not connected") {
+		t.Errorf("after lxcfs stopped: /proc/meminfo %q %q (%v), want ENOTCONN", out, stderr, err)
+	}
+	out, _, err = rt.Exec(ctx, b, id, "/probe")
+	if total, perr := harness.ParseProbe(out).Uint("totalram"); err != nil || perr != nil || total != memLimit {
+		t.Errorf("after lxcfs stopped: sysinfo totalram %d (%v, %v), want %d from the agent", total, err, perr, memLimit)
+	}
+	req := pairedBundle(t, rootfsDir, wrapper, map[string]string{"seccompagent.io/lxcfs": "true"}, []string{"true"})
+	if _, stderr, err := rt.Run(ctx, req, "lxreq-"+harness.UniqueID()); err == nil || !strings.Contains(stderr, "no fuse.lxcfs mount at "+lx.Dir) {
+		t.Errorf("lxcfs=true with LXCFS gone: err %v, stderr %q; want a refusal naming the mount", err, stderr)
+	}
+}
