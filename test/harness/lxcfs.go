@@ -83,12 +83,14 @@ func (l *LXCFS) Logs() string {
 }
 
 // Stop sends lxcfs SIGTERM (FUSE then unmounts), waits for it (SIGKILL
-// after 5 s) and lazily unmounts the mount point if it is still there.
+// after 10 s) and lazily unmounts the mount point if it is still there.
+// With -l lxcfs takes up to 5 s to exit: it joins its load-average thread,
+// which sleeps between its 5 s samples.
 func (l *LXCFS) Stop() error {
 	_ = l.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-l.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		_ = l.cmd.Process.Kill()
 		<-l.done
 	}

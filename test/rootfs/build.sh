@@ -4,9 +4,11 @@
 #   test/rootfs/build.sh OUTDIR
 #
 # OUTDIR gets: /bin/busybox (Debian's static busybox) with applet symlinks,
-# /probe (test/probe/probe.c built static with musl-gcc), empty mount points
+# /probe (test/probe/probe.c built static with musl-gcc), /glibc-probe (the
+# same source built static with gcc: glibc reads sysfs for its CPU count and
+# asks sysinfo for memory), empty mount points
 # (/proc /sys /dev /tmp) and an /etc/passwd with root. Needs the Debian
-# packages busybox-static and musl-tools (`make deps` installs both).
+# packages busybox-static, musl-tools and gcc (`make deps` installs them).
 set -eu
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then
@@ -53,6 +55,14 @@ if [ ! -x "$out/probe" ] || [ "$probe_src" -nt "$out/probe" ]; then
 	musl-gcc -static -O2 -Wall -o "$out/probe.tmp" "$probe_src" ||
 		die "musl-gcc failed to build $probe_src"
 	mv -f "$out/probe.tmp" "$out/probe"
+fi
+
+# /glibc-probe: the LXCFS pairing tests compare a glibc caller's view too.
+if [ ! -x "$out/glibc-probe" ] || [ "$probe_src" -nt "$out/glibc-probe" ]; then
+	command -v gcc >/dev/null 2>&1 || die "gcc not found: install the Debian packages gcc and libc6-dev (make deps)"
+	gcc -static -O2 -Wall -o "$out/glibc-probe.tmp" "$probe_src" ||
+		die "gcc -static failed to build $probe_src (needs libc6-dev)"
+	mv -f "$out/glibc-probe.tmp" "$out/glibc-probe"
 fi
 
 # hammer: the restart tests' tight loop (test/probe/hammer.c).
