@@ -122,21 +122,3 @@ func IsLXCFSMount(dir string) (bool, error) {
 	}
 	return found, sc.Err()
 }
-
-// BuildWrapper builds ./oci-hook/cmd/seccompagent-runtime into dir.
-func BuildWrapper(dir string) (string, error) {
-	root, err := ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	bin, err := filepath.Abs(filepath.Join(dir, "seccompagent-runtime"))
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	if out, err := runCombined(ctx, root, GoTool(), "build", "-o", bin, "./oci-hook/cmd/seccompagent-runtime"); err != nil {
-		return "", fmt.Errorf("build seccompagent-runtime: %w\n%s", err, out)
-	}
-	return bin, nil
-}
