@@ -10,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // DefaultLXCFSDir is where Debian's lxcfs unit mounts LXCFS.
@@ -208,4 +210,19 @@ type lxcfsMount struct {
 	Type        string   `json:"type"`
 	Source      string   `json:"source"`
 	Options     []string `json:"options"`
+}
+
+// WantsLXCFS reports whether config's container would get LXCFS's files if
+// the host had them: it is enabled and does not say seccompagent.io/lxcfs=
+// false. Callers look for LXCFS (FindLXCFS stats files on a FUSE mount)
+// only then, so a container that does not use it never waits on LXCFS. An
+// unreadable config or bad option reports true: ModifyConfig then gives the
+// error.
+func (m Modifier) WantsLXCFS(config []byte) bool {
+	var spec specs.Spec
+	if err := json.Unmarshal(config, &spec); err != nil {
+		return true
+	}
+	s, err := readSettings(&spec, m.DefaultEnabled, m.ForceEnable)
+	return err != nil || (s.Enabled && s.LXCFS != "false")
 }

@@ -217,3 +217,27 @@ func TestFindLXCFS(t *testing.T) {
 		}
 	}
 }
+
+func TestWantsLXCFS(t *testing.T) {
+	cfg := func(ann map[string]string) []byte {
+		return mustJSON(t, &specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"sh"}}, Annotations: ann})
+	}
+	cases := []struct {
+		name string
+		mod  Modifier
+		cfg  []byte
+		want bool
+	}{
+		{"enabled, default auto", Modifier{}, cfg(map[string]string{AnnotationEnable: "true"}), true},
+		{"enabled by default", Modifier{DefaultEnabled: true}, cfg(nil), true},
+		{"not enabled", Modifier{}, cfg(nil), false},
+		{"lxcfs=false", Modifier{}, cfg(map[string]string{AnnotationEnable: "true", AnnotationLXCFS: "false"}), false},
+		{"bad value: ModifyConfig reports it", Modifier{}, cfg(map[string]string{AnnotationEnable: "true", AnnotationLXCFS: "x"}), true},
+		{"not JSON", Modifier{}, []byte("{"), true},
+	}
+	for _, tc := range cases {
+		if got := tc.mod.WantsLXCFS(tc.cfg); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

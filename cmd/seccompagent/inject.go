@@ -46,11 +46,13 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	lxcfs, err := ocihook.FindLXCFS("/proc", *lxcfsDir)
-	if err != nil {
-		lxcfs.Missing = err.Error()
+	mod := ocihook.Modifier{Socket: *socket, DefaultEnabled: true, ForceEnable: *force, ViewDir: *viewDir}
+	if mod.WantsLXCFS(data) {
+		// A dead mount counts as absent; an unreadable mount table too.
+		if mod.LXCFS, err = ocihook.FindLXCFS("/proc", *lxcfsDir); err != nil {
+			mod.LXCFS.Missing = err.Error()
+		}
 	}
-	mod := ocihook.Modifier{Socket: *socket, DefaultEnabled: true, ForceEnable: *force, ViewDir: *viewDir, LXCFS: lxcfs}
 	out, res, err := mod.ModifyConfig(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -74,7 +76,7 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 	case res.Changed:
 		fmt.Fprintf(stdout, "%s: %s now answered by the agent at %s\n", path, strings.Join(res.Trapped, ", "), *socket)
 		if len(res.LXCFSMounts) > 0 {
-			fmt.Fprintf(stdout, "%s: %s now served by LXCFS at %s\n", path, strings.Join(res.LXCFSMounts, ", "), lxcfs.Dir)
+			fmt.Fprintf(stdout, "%s: %s now served by LXCFS at %s\n", path, strings.Join(res.LXCFSMounts, ", "), mod.LXCFS.Dir)
 		}
 	default:
 		fmt.Fprintf(stdout, "%s: already set up (%s via %s)\n", path, strings.Join(res.Trapped, ", "), *socket)

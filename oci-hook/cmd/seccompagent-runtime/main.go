@@ -202,11 +202,13 @@ func prepare(inv *invocation, s settings, log *logger) error {
 	if fi, err := os.Stat(viewDir); err != nil || !fi.IsDir() {
 		viewDir = ""
 	}
-	lxcfs, err := ocihook.FindLXCFS("/proc", s.LXCFSDir)
-	if err != nil {
-		lxcfs.Missing = err.Error()
+	mod := ocihook.Modifier{Socket: s.Socket, DefaultEnabled: s.Default == "enabled", ViewDir: viewDir}
+	if mod.WantsLXCFS(data) {
+		// A dead mount counts as absent; an unreadable mount table too.
+		if mod.LXCFS, err = ocihook.FindLXCFS("/proc", s.LXCFSDir); err != nil {
+			mod.LXCFS.Missing = err.Error()
+		}
 	}
-	mod := ocihook.Modifier{Socket: s.Socket, DefaultEnabled: s.Default == "enabled", ViewDir: viewDir, LXCFS: lxcfs}
 	out, res, err := mod.ModifyConfig(data)
 	if err != nil {
 		return fmt.Errorf("container %s (%s): %w", inv.container, path, err)
