@@ -76,11 +76,11 @@ func (m Modifier) Modify(spec *specs.Spec) (Result, error) {
 //
 // It owns linux.seccomp (merged, see addNotify), the mount at
 // ContainerViewDir when ViewDir is set (added once, never replaced), the
-// LXCFS bind mounts (added where the destination is free, see
-// addLXCFSMounts) and the annotations
-// seccompagent.io/syscalls and seccompagent.io/cpus, which it sets to the
-// effective values: runc and crun forward config annotations to the agent in
-// the container state, process.env they do not.
+// LXCFS bind mounts (appended where the destination is free, see
+// addLXCFSMounts) and the annotations seccompagent.io/syscalls and
+// seccompagent.io/cpus, which it sets to the effective values: runc and
+// crun forward config annotations to the agent in the container state,
+// process.env they do not.
 func (m Modifier) ModifyConfig(config []byte) ([]byte, Result, error) {
 	socket := m.Socket
 	if socket == "" {
