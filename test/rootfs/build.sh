@@ -6,7 +6,7 @@
 # OUTDIR gets: /bin/busybox (Debian's static busybox) with applet symlinks,
 # /probe (test/probe/probe.c built static with musl-gcc), /glibc-probe (the
 # same source built static with gcc: glibc reads sysfs for its CPU count and
-# asks sysinfo for memory), empty mount points
+# asks sysinfo for memory), /dstate (test/probe/dstate.c), empty mount points
 # (/proc /sys /dev /tmp) and an /etc/passwd with root. Needs the Debian
 # packages busybox-static, musl-tools and gcc (`make deps` installs them).
 set -eu
@@ -63,6 +63,15 @@ if [ ! -x "$out/glibc-probe" ] || [ "$probe_src" -nt "$out/glibc-probe" ]; then
 	gcc -static -O2 -Wall -o "$out/glibc-probe.tmp" "$probe_src" ||
 		die "gcc -static failed to build $probe_src (needs libc6-dev)"
 	mv -f "$out/glibc-probe.tmp" "$out/glibc-probe"
+fi
+
+# dstate: one thread in state D for N seconds, the load-average tests' load
+# (test/probe/dstate.c).
+dstate_src="$here/../probe/dstate.c"
+if [ ! -x "$out/dstate" ] || [ "$dstate_src" -nt "$out/dstate" ]; then
+	musl-gcc -static -O2 -Wall -o "$out/dstate.tmp" "$dstate_src" ||
+		die "musl-gcc failed to build $dstate_src"
+	mv -f "$out/dstate.tmp" "$out/dstate"
 fi
 
 # hammer: the restart tests' tight loop (test/probe/hammer.c).

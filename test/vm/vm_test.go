@@ -52,8 +52,7 @@ var defaultGroups = []string{
 	"^(TestCPUsAnnotation|TestHostileConnections)$",
 	"^(TestRestart|TestRestartMidNotification|TestHolderKilled|TestCreatedWhileAgentDown|TestSystemdFDStore)$",
 	"^TestSeccompagentExec$",
-	"^(TestLXCFSConformance|TestLXCFSRequired|TestLXCFSRestart)$",
-	"^TestLXCFSLoadAverage$",
+	"^(TestLXCFSConformance|TestLXCFSRequired|TestLXCFSRestart|TestLXCFSLoadAverage)$",
 }
 
 // TestConsumers and TestLXCFSPairing need the host's interpreters.
