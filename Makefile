@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # Debian packages the build, the demo and every test tier need.
 DEB_PACKAGES := gcc gcc-multilib make pkg-config libseccomp-dev runc crun jq musl-tools busybox-static util-linux \
 	dpkg-dev python3 nodejs openjdk-17-jre-headless podman containerd docker.io netavark \
-	qemu-system-x86 linux-image-amd64 kmod
+	qemu-system-x86 linux-image-amd64 kmod lxcfs
 
 .PHONY: all deps build test demo consumers lint clean
 
@@ -23,7 +23,7 @@ deps:
 		echo "  Go >= 1.26, gcc, pkg-config, libseccomp (>= 2.5, with headers), runc (>= 1.1) or crun (>= 0.19),"; \
 		echo "  jq, musl-gcc (musl-tools), a static busybox, util-linux (unshare), gcc -m32 (multilib),"; \
 		echo "  dpkg-dev and deb-src access (apt-get source busybox), python3, nodejs, OpenJDK 17,"; \
-		echo "  podman, containerd, docker (dockerd 20.10 or later), netavark,"; \
+		echo "  podman, containerd, docker (dockerd 20.10 or later), netavark, lxcfs (>= 5, with fuse),"; \
 		echo "  qemu-system-x86_64 and a distribution kernel with /boot/vmlinuz-<ver> and /lib/modules/<ver> (cgroup v2 VM tier)"; \
 		exit 1; \
 	fi

@@ -17,6 +17,7 @@ import (
 	"github.com/seccompagent/seccompagent/handlers/affinity"
 	"github.com/seccompagent/seccompagent/handlers/sysinfo"
 	"github.com/seccompagent/seccompagent/limits"
+	"github.com/seccompagent/seccompagent/limits/loadavg"
 	"github.com/seccompagent/seccompagent/notify"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -55,6 +56,7 @@ type Server struct {
 	reader *limits.Reader
 	kernel affinity.Kernel
 	inits  initPids
+	loads  *loadavg.Sampler
 
 	journal *journal
 	ln      *net.UnixListener
@@ -98,7 +100,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, hfd: -1,
-		attached: map[uint64]*attached{}, stopCh: make(chan string, 1)}, nil
+		attached: map[uint64]*attached{}, stopCh: make(chan string, 1),
+		loads: &loadavg.Sampler{ProcRoot: cfg.ProcRoot, Resolve: reader.LoadCgroup, Log: cfg.Log}}, nil
 }
 
 // Run serves until ctx is cancelled or a newer agent takes over
@@ -116,6 +119,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// 10000 threads is fatal when reached, so leave room for many
 	// containers and their execs.
 	debug.SetMaxThreads(100000)
+	go s.loads.Run(ctx)
 	stopView, err := s.startView()
 	if err != nil {
 		return err
@@ -415,6 +419,10 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pen
 	} else {
 		s.inits.add(c.ID, c.InitPid)
 	}
+	unregister := func() {}
+	if st.Pid != 0 {
+		unregister = s.loads.Register(c.InitPid)
+	}
 	log := s.log.WithFields(logrus.Fields{"container": c.ID, "pid": meta.State.Pid, "status": st.Status})
 	a := &attached{key: key, fd: fd, meta: meta, loop: s.newLoop(fd, c, meta.Slot, log)}
 	s.mu.Lock()
@@ -440,6 +448,7 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pen
 		if c.InitPid != 0 && st.Pid != 0 {
 			s.inits.remove(c.ID, c.InitPid)
 		}
+		unregister()
 		s.send(frame{Op: "drop", Key: key}, -1)
 		s.journal.release(meta.Slot)
 		unix.Close(fd)
@@ -454,7 +463,7 @@ func (s *Server) newLoop(fd int, c *notify.Container, slot int, log *logrus.Entr
 	}
 	reg := notify.NewRegistry()
 	regErr := errors.Join(
-		reg.Register("sysinfo", &sysinfo.Handler{Limits: s.reader, Host: sysinfo.RealHost, ProcRoot: s.cfg.ProcRoot, Log: log}),
+		reg.Register("sysinfo", &sysinfo.Handler{Limits: s.reader, Host: sysinfo.RealHost, ProcRoot: s.cfg.ProcRoot, LoadAvg: s.loads, Log: log}),
 		reg.Register("sched_getaffinity", &affinity.Handler{Limits: s.reader, Kernel: s.kernel, Policy: policy, ProcRoot: s.cfg.ProcRoot, Log: log}),
 	)
 	if regErr != nil {

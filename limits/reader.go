@@ -803,3 +803,26 @@ func (r *Reader) StartTime(pid int) (time.Duration, error) {
 	rem := ticks % r.clkTck
 	return time.Duration(sec)*time.Second + time.Duration(rem)*time.Second/time.Duration(r.clkTck), nil
 }
+
+// LoadCgroup returns the directory of pid's cgroup in the hierarchy whose
+// tasks make up its load average: the cpu controller's (what LXCFS reads
+// for /proc/loadavg), else the unified hierarchy's.
+func (r *Reader) LoadCgroup(pid int) (string, error) {
+	lines, err := r.cgroupLines(pid)
+	if err != nil {
+		return "", err
+	}
+	h, err := r.hierarchyOf(pid, "cpu", lines)
+	if errors.As(err, new(*NoControllerError)) && r.v2 != nil {
+		for _, l := range lines {
+			if l.ID == 0 && len(l.Controllers) == 0 {
+				h, err = r.walk(*r.v2, l.Path)
+				break
+			}
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	return h.levels[0].dir, nil
+}

@@ -329,3 +329,23 @@ func TestV2ChargedToAncestor(t *testing.T) {
 		t.Errorf("pids %+v: want 3 from the parent (level 1)", p.Current)
 	}
 }
+
+func TestLoadCgroup(t *testing.T) {
+	cases := []struct {
+		fixture string
+		pid     int
+		want    string
+	}{
+		{"v1-hybrid", 100, "sys/fs/cgroup/cpu/parent/child"},
+		{"v2", 300, "sys/fs/cgroup/kubepods/pod1/ctr"},
+	}
+	for _, tc := range cases {
+		got, err := fixture(t, tc.fixture).LoadCgroup(tc.pid)
+		if want := filepath.Join("testdata", tc.fixture, tc.want); err != nil || got != want {
+			t.Errorf("%s pid %d: %q, %v; want %q", tc.fixture, tc.pid, got, err, want)
+		}
+	}
+	if _, err := fixture(t, "v2").LoadCgroup(999); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a pid that is gone: %v, want not exist", err)
+	}
+}

@@ -17,6 +17,12 @@
 // Modifier.ViewDir set, an enabled container also gets the agent's view
 // socket directory bind-mounted read-only at /run/seccompagent (view.go).
 //
+// Files are LXCFS's job: with seccompagent.io/lxcfs (SECCOMPAGENT_LXCFS)
+// auto or true, an enabled container also gets bind mounts of the /proc
+// files and the CPU list a live fuse.lxcfs mount serves (FindLXCFS decides
+// what is present; the modifier only takes that as a value). It never binds
+// a path LXCFS does not serve, nor over a mount the container already has.
+//
 // Modifier.ModifyConfig works on config.json bytes and keeps every member
 // specs-go does not know, including the includes/excludes filters of docker
 // and podman profile templates; Modifier.Modify is the same edit on a

@@ -25,6 +25,10 @@ type Modifier struct {
 	// socket (ViewDirFor(Socket)); it is bind-mounted read-only at
 	// ContainerViewDir in every enabled container.
 	ViewDir string
+	// LXCFS is what the host's LXCFS serves (FindLXCFS). The zero value
+	// means no LXCFS: containers asking for seccompagent.io/lxcfs=true
+	// are refused.
+	LXCFS LXCFS
 }
 
 // Result says what Modify did.
@@ -37,6 +41,8 @@ type Result struct {
 	Trapped []string
 	// Warnings name the calls the profile did not let us trap, and why.
 	Warnings []string
+	// LXCFSMounts are the destinations the modifier bound from LXCFS.
+	LXCFSMounts []string
 	// Changed is false when the spec was left exactly as it was.
 	Changed bool
 }
@@ -69,11 +75,12 @@ func (m Modifier) Modify(spec *specs.Spec) (Result, error) {
 // sorted keys; every member it does not own is kept as found.
 //
 // It owns linux.seccomp (merged, see addNotify), the mount at
-// ContainerViewDir when ViewDir is set (added once, never replaced) and the
-// annotations
-// seccompagent.io/syscalls and seccompagent.io/cpus, which it sets to the
-// effective values: runc and crun forward config annotations to the agent in
-// the container state, process.env they do not.
+// ContainerViewDir when ViewDir is set (added once, never replaced), the
+// LXCFS bind mounts (appended where the destination is free, see
+// addLXCFSMounts) and the annotations seccompagent.io/syscalls and
+// seccompagent.io/cpus, which it sets to the effective values: runc and
+// crun forward config annotations to the agent in the container state,
+// process.env they do not.
 func (m Modifier) ModifyConfig(config []byte) ([]byte, Result, error) {
 	socket := m.Socket
 	if socket == "" {
@@ -122,6 +129,27 @@ func (m Modifier) ModifyConfig(config []byte) ([]byte, Result, error) {
 	}
 	res.Trapped, res.Warnings = mg.trapped, mg.warnings
 
+	// Files: LXCFS's view of /proc and the CPU list, so that programs
+	// reading files agree with the syscalls the agent answers.
+	var mounts []json.RawMessage
+	if err := decodeField(doc, "mounts", &mounts); err != nil {
+		return nil, Result{}, fmt.Errorf("parse OCI config: %w", err)
+	}
+	mountsChanged := false
+	switch {
+	case settings.LXCFS == "false":
+	case !m.LXCFS.Present() && settings.LXCFS == "true":
+		return nil, Result{}, fmt.Errorf("%s=true but LXCFS is not available: %s (start lxcfs, or set %s=false)",
+			settings.lxcfsSrc, m.LXCFS.missing(), AnnotationLXCFS)
+	case m.LXCFS.Present():
+		if mounts, res.LXCFSMounts, err = addLXCFSMounts(mounts, m.LXCFS); err != nil {
+			return nil, Result{}, fmt.Errorf("parse OCI config: %w", err)
+		}
+		if mountsChanged = len(res.LXCFSMounts) > 0; mountsChanged {
+			doc["mounts"] = mustEncode(mounts)
+		}
+	}
+
 	ann := maps.Clone(spec.Annotations)
 	if ann == nil {
 		ann = map[string]string{}
@@ -141,7 +169,7 @@ func (m Modifier) ModifyConfig(config []byte) ([]byte, Result, error) {
 			doc["mounts"] = mounts
 		}
 	}
-	if !prof.edited && !annChanged && !mountAdded {
+	if !prof.edited && !annChanged && !mountAdded && !mountsChanged {
 		return config, res, nil
 	}
 

@@ -40,6 +40,11 @@ type Settings struct {
 	// CPUs is the seccompagent.io/cpus value as given (trimmed), "" when
 	// the container did not set one.
 	CPUs string
+	// LXCFS is the seccompagent.io/lxcfs value: auto (the default), true
+	// or false.
+	LXCFS string
+	// lxcfsSrc names where LXCFS came from, for error messages.
+	lxcfsSrc string
 }
 
 // ReadSettings reads the container's switches: an annotation wins over the
@@ -52,7 +57,7 @@ func ReadSettings(spec *specs.Spec, defaultEnabled bool) (Settings, error) {
 
 // readSettings with force ignores the enable switch (even an invalid one).
 func readSettings(spec *specs.Spec, defaultEnabled, force bool) (Settings, error) {
-	s := Settings{Enabled: defaultEnabled || force, Syscalls: slices.Clone(DefaultSyscalls)}
+	s := Settings{Enabled: defaultEnabled || force, Syscalls: slices.Clone(DefaultSyscalls), LXCFS: "auto"}
 	if v, src, ok := lookup(spec, AnnotationEnable, EnvEnable); ok && !force {
 		switch strings.TrimSpace(v) {
 		case "true":
@@ -79,6 +84,13 @@ func readSettings(spec *specs.Spec, defaultEnabled, force bool) (Settings, error
 			return Settings{}, fmt.Errorf("invalid %s=%q: want quota, off or a positive integer", src, v)
 		}
 		s.CPUs = strings.TrimSpace(v)
+	}
+	if v, src, ok := lookup(spec, AnnotationLXCFS, EnvLXCFS); ok {
+		mode, err := parseLXCFS(v)
+		if err != nil {
+			return Settings{}, fmt.Errorf("invalid %s=%q: %w", src, v, err)
+		}
+		s.LXCFS, s.lxcfsSrc = mode, src
 	}
 	return s, nil
 }

@@ -27,6 +27,7 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 	socket := fs.String("socket", ocihook.DefaultSocket, "agent socket to write as linux.seccomp.listenerPath")
 	viewDir := fs.String("view-dir", ocihook.ViewDirFor(ocihook.DefaultSocket),
 		"host directory of the agent's view socket, bind-mounted read-only at "+ocihook.ContainerViewDir+"; default: view/ next to --socket; \"\" for none")
+	lxcfsDir := fs.String("lxcfs-dir", ocihook.DefaultLXCFSDir, "LXCFS mount whose /proc and CPU-list files the container gets (seccompagent.io/lxcfs=auto|true|false decides)")
 	force := fs.Bool("force-enable", false, "intercept even when the config says seccompagent.io/enable=false or SECCOMPAGENT_ENABLE=false")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -46,6 +47,12 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	mod := ocihook.Modifier{Socket: *socket, DefaultEnabled: true, ForceEnable: *force, ViewDir: *viewDir}
+	if mod.WantsLXCFS(data) {
+		// A dead mount counts as absent; an unreadable mount table too.
+		if mod.LXCFS, err = ocihook.FindLXCFS("/proc", *lxcfsDir); err != nil {
+			mod.LXCFS.Missing = err.Error()
+		}
+	}
 	out, res, err := mod.ModifyConfig(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -68,6 +75,9 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case res.Changed:
 		fmt.Fprintf(stdout, "%s: %s now answered by the agent at %s\n", path, strings.Join(res.Trapped, ", "), *socket)
+		if len(res.LXCFSMounts) > 0 {
+			fmt.Fprintf(stdout, "%s: %s now served by LXCFS at %s\n", path, strings.Join(res.LXCFSMounts, ", "), mod.LXCFS.Dir)
+		}
 	default:
 		fmt.Fprintf(stdout, "%s: already set up (%s via %s)\n", path, strings.Join(res.Trapped, ", "), *socket)
 	}

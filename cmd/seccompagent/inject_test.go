@@ -152,3 +152,25 @@ func TestInjectErrors(t *testing.T) {
 		t.Errorf("missing config.json: %v", err)
 	}
 }
+
+// TestInjectLXCFS: inject looks for LXCFS at --lxcfs-dir; a container that
+// requires it is refused when the directory is not an LXCFS mount, and its
+// config is left alone.
+func TestInjectLXCFS(t *testing.T) {
+	dir := injectBundle(t, "none.json", func(m map[string]any) {
+		m["annotations"].(map[string]any)["seccompagent.io/lxcfs"] = "true"
+	})
+	before, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notLXCFS := t.TempDir()
+	_, _, err = runInjectTest(t, "--bundle", dir, "--lxcfs-dir", notLXCFS, "--socket", "/run/none.sock")
+	if err == nil || !strings.Contains(err.Error(), "seccompagent.io/lxcfs") || !strings.Contains(err.Error(), "no fuse.lxcfs mount at "+notLXCFS) {
+		t.Fatalf("err %v; want a refusal naming the annotation and %s", err, notLXCFS)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if !bytes.Equal(before, after) {
+		t.Error("config.json changed although the container was refused")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/seccompagent/seccompagent/limits"
+	"github.com/seccompagent/seccompagent/limits/loadavg"
 	"github.com/seccompagent/seccompagent/notify"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -17,6 +18,12 @@ import (
 type Limits interface {
 	MemoryAndPids(pid int) (limits.Memory, limits.Pids, error, error)
 	StartTime(pid int) (time.Duration, error)
+}
+
+// LoadAverages has each attached container's own load average
+// (loadavg.Sampler), by the pid of its init.
+type LoadAverages interface {
+	Loads(initPid int) (loadavg.Avenrun, bool)
 }
 
 // Host reads the values the container shares with the host: the kernel's
@@ -48,7 +55,10 @@ type Handler struct {
 	Limits   Limits
 	Host     Host
 	ProcRoot string
-	Log      *logrus.Entry
+	// LoadAvg gives the container's load average; without it, or for a
+	// container it does not know, loads are the host's.
+	LoadAvg LoadAverages
+	Log     *logrus.Entry
 
 	start atomic.Pointer[started]
 	tns   timeNS
@@ -129,9 +139,15 @@ func (h *Handler) Compute(tid, initPid int) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	loads := host.Loads
+	if h.LoadAvg != nil {
+		if a, ok := h.LoadAvg.Loads(initPid); ok {
+			loads = a.Sysinfo()
+		}
+	}
 	return Info{
 		Uptime:    uptimeSeconds(now - start + delta),
-		Loads:     host.Loads,
+		Loads:     loads,
 		TotalRAM:  mem.Total,
 		FreeRAM:   saturatingSub(mem.Total, mem.Usage),
 		SharedRAM: mem.Shmem,

@@ -2,7 +2,9 @@
 // test rootfs and the agent into ./build/demo, starts the agent, runs the
 // same runc container (256 MiB, half a CPU) without and with it, running
 // busybox nproc, free, uptime and the musl probe, and prints both views side
-// by side.
+// by side. When lxcfs is installed it also starts a private LXCFS and runs
+// the container a third time through seccompagent-runtime with only
+// seccompagent.io/enable=true: the agent paired with LXCFS's files.
 //
 //	sudo go run ./test/demo     (or: make demo)
 package main
@@ -30,7 +32,7 @@ const (
 	cpuPeriod = 100000
 )
 
-var consumers = []string{"nproc", "free", "uptime", "/probe"}
+var consumers = []string{"nproc", "free", "uptime", "/probe", "head -n 1 /proc/meminfo", "cat /sys/devices/system/cpu/online"}
 
 // uptimeRE extracts the "up ..." part of busybox uptime's output.
 var uptimeRE = regexp.MustCompile(`\bup\s+(.*?),\s+(?:\d+ users?,\s+)?load average`)
@@ -64,11 +66,15 @@ func checkPrereqs() error {
 
 // result is one container's view, or why there is none.
 type result struct {
-	nproc  string
-	free   harness.FreeMem
-	uptime string
-	probe  harness.Probe
-	err    error
+	nproc    string
+	free     harness.FreeMem
+	uptime   string
+	load     string
+	probe    harness.Probe
+	memTotal string // /proc/meminfo's first line
+	online   string // /sys/devices/system/cpu/online
+	err      error
+	skipped  string // why this container did not run
 }
 
 func run() error {
@@ -114,8 +120,9 @@ func run() error {
 	}()
 
 	fmt.Println("running the container without and with the agent ...")
-	without := runContainer(ctx, filepath.Join(tmp, "without"), rootfs, "")
-	with := runContainer(ctx, filepath.Join(tmp, "with"), rootfs, agent.Socket)
+	without := runContainer(ctx, filepath.Join(tmp, "without"), rootfs, agent.Socket, nil)
+	with := runContainer(ctx, filepath.Join(tmp, "with"), rootfs, agent.Socket, []string{})
+	paired := runPaired(ctx, tmp, buildDir, rootfs, agent.Socket)
 	if err := agent.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "warning: %v\n", err)
 	}
@@ -124,33 +131,76 @@ func run() error {
 	memTotal, _ := harness.HostMemTotal()
 	fmt.Printf("\nrunc container limited to %s and %.1f CPU (cpu.cfs_quota_us %d / period %d) on a %d-CPU, %s host:\n\n",
 		human(memLimit), float64(cpuQuota)/cpuPeriod, cpuQuota, cpuPeriod, cpus, human(memTotal))
-	printTable(without, with)
+	printTable(without, with, paired)
 
-	if without.err != nil || with.err != nil {
+	if without.err != nil || with.err != nil || paired.err != nil {
 		if with.err != nil {
 			fmt.Printf("\nagent log (%s):\n%s\n", logCopy, tail(agent.Logs(), 30))
 		}
 		return errors.New("a container failed: see the table above")
 	}
 	fmt.Println("\nbusybox free takes total/free/shared from sysinfo(2) but subtracts the page cache it reads")
-	fmt.Println("from /proc/meminfo, which is still the host's: its used column is only right when /proc/meminfo")
-	fmt.Println("is virtualized too (e.g. LXCFS). Programs that size themselves use the sysinfo numbers.")
+	fmt.Println("from /proc/meminfo: with the agent alone that file is the host's and \"used\" wraps below zero;")
+	fmt.Println("paired with LXCFS (third column) every file and every syscall gives the container's numbers.")
+	if paired.skipped != "" {
+		fmt.Printf("LXCFS column skipped: %s\n", paired.skipped)
+	}
 	fmt.Printf("\nagent log: %s\n", logCopy)
 	return nil
 }
 
-// runContainer runs the consumers in a limited runc container, with the
-// agent when listener is set.
-func runContainer(ctx context.Context, dir, rootfs, listener string) result {
-	b, err := harness.NewBundle(dir, rootfs, harness.BundleOptions{
-		Args:         harness.SectionedCommand(consumers...),
-		MemoryLimit:  memLimit,
-		CPUQuota:     cpuQuota,
-		CPUPeriod:    cpuPeriod,
-		ListenerPath: listener,
-	})
+// runPaired runs the container through seccompagent-runtime with a
+// private LXCFS (lxcfs -l --enable-cfs, as docs/lxcfs.md says), when lxcfs
+// is installed.
+func runPaired(ctx context.Context, tmp, buildDir, rootfs, socket string) result {
+	if _, err := exec.LookPath("lxcfs"); err != nil {
+		return result{skipped: "lxcfs is not installed (`make deps` installs it)"}
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return result{skipped: "/dev/fuse is missing (LXCFS needs the fuse module)"}
+	}
+	wrapper, err := harness.BuildWrapper(buildDir)
 	if err != nil {
 		return result{err: err}
+	}
+	fmt.Printf("starting LXCFS (lxcfs %s) and running the container through seccompagent-runtime ...\n", strings.Join(harness.LXCFSFlags, " "))
+	lx, err := harness.StartLXCFS(ctx, filepath.Join(tmp, "lxcfs"))
+	if err != nil {
+		return result{err: err}
+	}
+	defer lx.Stop()
+	settings := filepath.Join(tmp, "runtime.json")
+	if err := os.WriteFile(settings, []byte("{}"), 0o644); err != nil {
+		return result{err: err}
+	}
+	return runContainer(ctx, filepath.Join(tmp, "paired"), rootfs, socket, []string{wrapper,
+		"--seccompagent-config=" + settings, "--seccompagent-socket=" + socket, "--seccompagent-lxcfs-dir=" + lx.Dir})
+}
+
+// runContainer runs the consumers in a limited runc container: without the
+// agent when wrapper is nil, with it (listenerPath) when wrapper is empty,
+// else through that seccompagent-runtime command line with only
+// seccompagent.io/enable=true.
+func runContainer(ctx context.Context, dir, rootfs, listener string, wrapper []string) result {
+	opts := harness.BundleOptions{
+		Args:        harness.SectionedCommand(consumers...),
+		MemoryLimit: memLimit,
+		CPUQuota:    cpuQuota,
+		CPUPeriod:   cpuPeriod,
+	}
+	switch {
+	case wrapper == nil:
+	case len(wrapper) == 0:
+		opts.ListenerPath = listener
+	default:
+		opts.Annotations = map[string]string{"seccompagent.io/enable": "true"}
+	}
+	b, err := harness.NewBundle(dir, rootfs, opts)
+	if err != nil {
+		return result{err: err}
+	}
+	if len(wrapper) > 0 {
+		b.Wrapper = wrapper
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -160,22 +210,33 @@ func runContainer(ctx context.Context, dir, rootfs, listener string) result {
 	}
 	sec := harness.SplitSections(stdout)
 	r := result{
-		nproc: strings.TrimSpace(sec["nproc"]),
-		probe: harness.ParseProbe(sec["/probe"]),
+		nproc:    strings.TrimSpace(sec["nproc"]),
+		probe:    harness.ParseProbe(sec["/probe"]),
+		memTotal: strings.Join(strings.Fields(strings.TrimPrefix(strings.TrimSpace(sec["head -n 1 /proc/meminfo"]), "MemTotal:")), " "),
+		online:   strings.TrimSpace(sec["cat /sys/devices/system/cpu/online"]),
 	}
 	r.free, _ = harness.ParseFree(sec["free"])
 	// " 08:00:07 up  2:49,  0 users,  load average: ..." → "up 2:49"
 	if m := uptimeRE.FindStringSubmatch(sec["uptime"]); m != nil {
 		r.uptime = "up " + strings.Join(strings.Fields(m[1]), " ")
 	}
+	if _, load, ok := strings.Cut(sec["uptime"], "load average: "); ok {
+		r.load = strings.TrimSpace(load)
+	}
 	return r
 }
 
-// printTable prints one row per fact: what, without agent, with agent.
-func printTable(without, with result) {
+// printTable prints one row per fact: what, without agent, with agent and,
+// when LXCFS ran, with agent and LXCFS.
+func printTable(without, with, paired result) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(w, "what\twithout agent\twith agent")
-	fmt.Fprintln(w, "----\t-------------\t----------")
+	if paired.skipped == "" {
+		fmt.Fprintln(w, "what\twithout agent\twith agent\twith agent + LXCFS")
+		fmt.Fprintln(w, "----\t-------------\t----------\t------------------")
+	} else {
+		fmt.Fprintln(w, "what\twithout agent\twith agent")
+		fmt.Fprintln(w, "----\t-------------\t----------")
+	}
 	row := func(what string, f func(r result) string) {
 		cell := func(r result) string {
 			if r.err != nil {
@@ -186,13 +247,20 @@ func printTable(without, with result) {
 			}
 			return "?"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\n", what, cell(without), cell(with))
+		if paired.skipped == "" {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", what, cell(without), cell(with), cell(paired))
+		} else {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", what, cell(without), cell(with))
+		}
 	}
 	row("busybox nproc", func(r result) string { return r.nproc })
 	row("busybox free: Mem total", func(r result) string { return kib(r.free.Total) })
 	row("busybox free: used", func(r result) string { return usedKiB(r.free) })
 	row("busybox free: free", func(r result) string { return kib(r.free.Free) })
 	row("busybox uptime", func(r result) string { return r.uptime })
+	row("busybox uptime: load average", func(r result) string { return r.load })
+	row("/proc/meminfo MemTotal", func(r result) string { return r.memTotal })
+	row("/sys/devices/system/cpu/online", func(r result) string { return r.online })
 	row("musl sysconf(_SC_NPROCESSORS_ONLN)", func(r result) string { return r.probe["nprocs_onln"] })
 	row("musl sysconf(_SC_PHYS_PAGES) × page", func(r result) string {
 		pages, err1 := r.probe.Uint("phys_pages")
@@ -215,7 +283,7 @@ func printTable(without, with result) {
 	for _, r := range []struct {
 		name string
 		res  result
-	}{{"without agent", without}, {"with agent", with}} {
+	}{{"without agent", without}, {"with agent", with}, {"with agent + LXCFS", paired}} {
 		if r.res.err != nil {
 			fmt.Printf("\n%s: %v\n", r.name, r.res.err)
 		}

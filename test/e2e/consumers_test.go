@@ -20,9 +20,10 @@ import (
 )
 
 // The consumer matrix: real programs, unmodified, in one limited runc
-// container (256 MiB, quota 50000/100000 on this 2-CPU host), without and
-// with the agent. Each row asserts what the program must see and the test
-// rewrites test/consumers.md with what they did see.
+// container (256 MiB, quota 50000/100000 on this 2-CPU host), without the
+// agent, with it, and with it paired with LXCFS (through seccompagent-runtime,
+// only seccompagent.io/enable=true). Each row asserts what the program must
+// see and the test rewrites test/consumers.md with what they did see.
 
 // consumersMD is the generated table, relative to the module root.
 const consumersMD = "test/consumers.md"
@@ -159,6 +160,8 @@ type consumerEnv struct {
 type reading struct {
 	v    int64
 	show string
+	// used is busybox free's "used" column in KiB (free rows only).
+	used int64
 }
 
 // consumerRow is one line of the matrix.
@@ -178,6 +181,11 @@ type consumerRow struct {
 	optional bool
 	read     func(out string) (reading, error)
 	check    func(e consumerEnv, withAgent bool, v int64) error
+	// lxcfs checks the agent + LXCFS column (nil: the same as with the
+	// agent alone, for programs that only ask syscalls); expectLXCFS
+	// says what it expects there when that differs.
+	lxcfs       func(e consumerEnv, rd reading) error
+	expectLXCFS string
 }
 
 // Reading helpers -------------------------------------------------------
@@ -189,7 +197,7 @@ func keyReading(key string, show func(int64) string) func(string) (reading, erro
 		if err != nil {
 			return reading{}, fmt.Errorf("%w in %q", err, harness.Trim(out, 300))
 		}
-		return reading{n, show(n)}, nil
+		return reading{v: n, show: show(n)}, nil
 	}
 }
 
@@ -205,7 +213,7 @@ func pagesReading(key string) func(string) (reading, error) {
 		if err != nil {
 			return reading{}, err
 		}
-		return reading{n * pg, fmt.Sprintf("%d pages = %s", n, fmtBytes(n*pg))}, nil
+		return reading{v: n * pg, show: fmt.Sprintf("%d pages = %s", n, fmtBytes(n*pg))}, nil
 	}
 }
 
@@ -215,12 +223,12 @@ func bytesShow(n int64) string { return fmtBytes(n) }
 
 func nprocReading(out string) (reading, error) {
 	n, err := harness.ParseNproc(out)
-	return reading{int64(n), strconv.Itoa(n)}, err
+	return reading{v: int64(n), show: strconv.Itoa(n)}, err
 }
 
 func freeReading(out string) (reading, error) {
 	f, err := harness.ParseFree(out)
-	return reading{int64(f.Total) * 1024, fmt.Sprintf("total %d KiB", f.Total)}, err
+	return reading{int64(f.Total) * 1024, fmt.Sprintf("total %d KiB, used %d", f.Total, f.Used), int64(f.Used)}, err
 }
 
 // uptimeShowRE picks the "up ..." part of uptime's output for the table.
@@ -235,7 +243,7 @@ func uptimeReading(out string) (reading, error) {
 	if m := uptimeShowRE.FindStringSubmatch(out); m != nil {
 		show = "up " + strings.Join(strings.Fields(m[1]), " ")
 	}
-	return reading{int64(d), show}, nil
+	return reading{v: int64(d), show: show}, nil
 }
 
 // topMemRE matches busybox top's first line: "Mem: 123K used, 456K free, ...".
@@ -248,7 +256,7 @@ func topReading(out string) (reading, error) {
 	}
 	used, _ := strconv.ParseInt(m[1], 10, 64)
 	free, _ := strconv.ParseInt(m[2], 10, 64)
-	return reading{(used + free) * 1024, fmt.Sprintf("used+free %d KiB", used+free)}, nil
+	return reading{v: (used + free) * 1024, show: fmt.Sprintf("used+free %d KiB", used+free)}, nil
 }
 
 // fmtBytes prints n in MiB or GiB with one decimal.
@@ -375,6 +383,26 @@ func heapByAgent(e consumerEnv, with bool, v int64) error {
 	return nil
 }
 
+// With LXCFS: files turn to the container's numbers too.
+
+// lxcfsCPUs: the quota's CPU count (LXCFS --enable-cfs lists CPU 0 only).
+func lxcfsCPUs(e consumerEnv, rd reading) error { return cpusByAgent(e, true, rd.v) }
+
+// lxcfsMem: the limit (LXCFS's /proc/meminfo MemTotal).
+func lxcfsMem(e consumerEnv, rd reading) error { return memByAgent(e, true, rd.v) }
+
+// lxcfsFree: busybox free's total is the limit and its "used" (total −
+// free − buff/cache, the cache now from LXCFS's meminfo) lies within it.
+func lxcfsFree(e consumerEnv, rd reading) error {
+	if err := memByAgent(e, true, rd.v); err != nil {
+		return err
+	}
+	if rd.used < 0 || rd.used > rd.v/1024 {
+		return fmt.Errorf("used %d KiB, want within [0, %d]", rd.used, rd.v/1024)
+	}
+	return nil
+}
+
 // The matrix -------------------------------------------------------------
 
 func consumerRows(e consumerEnv) []consumerRow {
@@ -388,22 +416,26 @@ func consumerRows(e consumerEnv) []consumerRow {
 	unchangedMem := fmt.Sprintf("unchanged: host's %s either way", fmtBytes(e.memTotal))
 	upAgent := "with: the container's (since its init started); without: the host's"
 	goNewWithout := min(e.hostCPUs, max(2, int64(wantCPUs)))
+	lxFree := "total 256.0 MiB and used within it (busybox subtracts LXCFS's buff/cache)"
+	lxOnlineCPUs := fmt.Sprintf("%d (LXCFS --enable-cfs: /sys/devices/system/cpu/online is \"0\")", wantCPUs)
 	return []consumerRow{
 		{program: "busybox 1.35 `nproc` (glibc static, Debian busybox-static)", asks: "sched_getaffinity(2)",
 			expect: cpuAgent, cmd: cmdNproc, read: nprocReading, check: cpusByAgent},
 		{program: "busybox `free` (glibc)", asks: "sysinfo(2) totalram (used/buff/cache: /proc/meminfo)",
-			expect: memAgent, cmd: cmdFree, read: freeReading, check: memByAgent},
+			expect: memAgent, cmd: cmdFree, read: freeReading, check: memByAgent, lxcfs: lxcfsFree, expectLXCFS: lxFree},
 		{program: "busybox `uptime` (glibc)", asks: "sysinfo(2) uptime",
 			expect: upAgent, cmd: cmdUptime, read: uptimeReading, check: uptimeByAgent},
 		{program: "busybox 1.35 `nproc` (musl static, Debian source, = Alpine)", asks: "sched_getaffinity(2)",
 			expect: cpuAgent, cmd: cmdMuslNproc, built: muslBuilt, optional: true, read: nprocReading, check: cpusByAgent},
 		{program: "busybox `free` (musl)", asks: "sysinfo(2) totalram (used/buff/cache: /proc/meminfo)",
-			expect: memAgent, cmd: cmdMuslFree, built: muslBuilt, optional: true, read: freeReading, check: memByAgent},
+			expect: memAgent, cmd: cmdMuslFree, built: muslBuilt, optional: true, read: freeReading, check: memByAgent,
+			lxcfs: lxcfsFree, expectLXCFS: lxFree},
 		{program: "busybox `uptime` (musl)", asks: "sysinfo(2) uptime",
 			expect: upAgent, cmd: cmdMuslUptime, built: muslBuilt, optional: true, read: uptimeReading, check: uptimeByAgent},
 		{program: "busybox `top` Mem: line (musl)", asks: "/proc/meminfo, /proc/stat (files only)",
 			expect: unchangedMem + ": a syscall supervisor cannot change /proc files",
-			cmd:    cmdMuslTop, built: muslBuilt, optional: true, read: topReading, check: memUnchanged},
+			cmd:    cmdMuslTop, built: muslBuilt, optional: true, read: topReading, check: memUnchanged,
+			lxcfs: lxcfsMem, expectLXCFS: "256.0 MiB (LXCFS's /proc/meminfo)"},
 		{program: "musl 1.2.3 `sysconf(_SC_NPROCESSORS_ONLN)` (/probe)", asks: "sched_getaffinity(2)",
 			expect: cpuAgent, cmd: cmdMuslProbe, read: keyReading("nprocs_onln", plain), check: cpusByAgent},
 		{program: "musl `sysconf(_SC_NPROCESSORS_CONF)`", asks: "sched_getaffinity(2)",
@@ -416,11 +448,15 @@ func consumerRows(e consumerEnv) []consumerRow {
 			expect: "with: ≤ 256 MiB (limit − usage); without: host's free memory",
 			cmd:    cmdMuslProbe, read: pagesReading("avphys_pages"), check: avphysByAgent},
 		{program: "glibc 2.36 `sysconf(_SC_NPROCESSORS_ONLN)` (probe.c, gcc -static)", asks: "/sys/devices/system/cpu/online (a file)",
-			expect: unchangedCPUs, cmd: cmdGlibcProbe, built: glibcBuilt, read: keyReading("nprocs_onln", plain), check: cpusUnchanged},
+			expect: unchangedCPUs, cmd: cmdGlibcProbe, built: glibcBuilt, read: keyReading("nprocs_onln", plain), check: cpusUnchanged,
+			lxcfs: lxcfsCPUs, expectLXCFS: lxOnlineCPUs},
 		{program: "glibc `sysconf(_SC_NPROCESSORS_CONF)`", asks: "/sys/devices/system/cpu (a directory)",
-			expect: unchangedCPUs, cmd: cmdGlibcProbe, built: glibcBuilt, read: keyReading("nprocs_conf", plain), check: cpusUnchanged},
+			expect: unchangedCPUs, cmd: cmdGlibcProbe, built: glibcBuilt, read: keyReading("nprocs_conf", plain), check: cpusUnchanged,
+			lxcfs:       func(e consumerEnv, rd reading) error { return cpusUnchanged(e, true, rd.v) },
+			expectLXCFS: "still the host's: it counts the kernel's cpuN directories, which no bind mount over single files can change"},
 		{program: "glibc `get_nprocs()`", asks: "/sys/devices/system/cpu/online (a file)",
-			expect: unchangedCPUs, cmd: cmdGlibcProbe, built: glibcBuilt, read: keyReading("get_nprocs", plain), check: cpusUnchanged},
+			expect: unchangedCPUs, cmd: cmdGlibcProbe, built: glibcBuilt, read: keyReading("get_nprocs", plain), check: cpusUnchanged,
+			lxcfs: lxcfsCPUs, expectLXCFS: lxOnlineCPUs},
 		{program: "glibc `sysconf(_SC_PHYS_PAGES)`", asks: "sysinfo(2) totalram",
 			expect: memAgent, cmd: cmdGlibcProbe, built: glibcBuilt, read: pagesReading("phys_pages"), check: memByAgent},
 		{program: "coreutils 9.1 `nproc` (/usr/bin/nproc)", asks: "sched_getaffinity(2) (gnulib)",
@@ -428,7 +464,8 @@ func consumerRows(e consumerEnv) []consumerRow {
 		{program: "Python 3 `len(os.sched_getaffinity(0))`", asks: "sched_getaffinity(2)",
 			expect: cpuAgent, cmd: cmdPython, need: hostPython, pkg: pkgPython, read: keyReading("sched_getaffinity", plain), check: cpusByAgent},
 		{program: "Python 3 `os.cpu_count()`", asks: "glibc sysconf: /sys/devices/system/cpu/online",
-			expect: unchangedCPUs, cmd: cmdPython, need: hostPython, pkg: pkgPython, read: keyReading("cpu_count", plain), check: cpusUnchanged},
+			expect: unchangedCPUs, cmd: cmdPython, need: hostPython, pkg: pkgPython, read: keyReading("cpu_count", plain), check: cpusUnchanged,
+			lxcfs: lxcfsCPUs, expectLXCFS: lxOnlineCPUs},
 		{program: "Python 3 `os.sysconf('SC_PHYS_PAGES')` × page size", asks: "glibc sysconf: sysinfo(2)",
 			expect: memAgent, cmd: cmdPython, need: hostPython, pkg: pkgPython, read: keyReading("phys_bytes", bytesShow), check: memByAgent},
 		{program: "Go, go.mod `go 1.24`: `runtime.NumCPU()`", asks: "sched_getaffinity(2) at start",
@@ -454,9 +491,11 @@ func consumerRows(e consumerEnv) []consumerRow {
 		{program: "Node `os.availableParallelism()`", asks: "sched_getaffinity(2) (libuv)",
 			expect: cpuAgent, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("available_parallelism", plain), check: cpusByAgent},
 		{program: "Node `os.cpus().length`", asks: "/proc/cpuinfo, /proc/stat (files)",
-			expect: unchangedCPUs, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("cpus_length", plain), check: cpusUnchanged},
+			expect: unchangedCPUs, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("cpus_length", plain), check: cpusUnchanged,
+			lxcfs: lxcfsCPUs, expectLXCFS: "1 (LXCFS --enable-cfs: one CPU in /proc/cpuinfo and /proc/stat)"},
 		{program: "Node `os.totalmem()`", asks: "/proc/meminfo (a file)",
-			expect: unchangedMem, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("totalmem", bytesShow), check: memUnchanged},
+			expect: unchangedMem, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("totalmem", bytesShow), check: memUnchanged,
+			lxcfs: lxcfsMem, expectLXCFS: "256.0 MiB (LXCFS's /proc/meminfo)"},
 		{program: "Node `process.constrainedMemory()`", asks: "cgroup memory limit file (libuv)",
 			expect: "256.0 MiB either way (reads the cgroup itself; libuv < 1.45: v1 only)", cmd: cmdNode, need: hostNode, pkg: pkgNode,
 			read: keyReading("constrained_memory", bytesShow),
@@ -494,23 +533,28 @@ type consumerRun struct {
 }
 
 // runMatrix runs every command in one limited runc container (with the
-// cgroup filesystem and the host's /usr mounted read-only).
-func runMatrix(t *testing.T, s consumerSetup, cmds []string, agent *harness.Agent) consumerRun {
+// cgroup filesystem and the host's /usr mounted read-only). With a wrapper
+// (seccompagent-runtime and its flags) the container only asks for
+// seccompagent.io/enable=true and the wrapper sets up the rest.
+func runMatrix(t *testing.T, s consumerSetup, cmds []string, agent *harness.Agent, wrapper []string) consumerRun {
 	t.Helper()
-	listener := ""
-	if agent != nil {
-		listener = agent.Socket
+	opts := harness.BundleOptions{
+		Args:        harness.SectionedCommand(cmds...),
+		MemoryLimit: memLimit,
+		CPUQuota:    cpuQuota,
+		CPUPeriod:   cpuPeriod,
 	}
-	b, err := harness.NewBundle(t.TempDir(), s.rootfs, harness.BundleOptions{
-		Args:         harness.SectionedCommand(cmds...),
-		MemoryLimit:  memLimit,
-		CPUQuota:     cpuQuota,
-		CPUPeriod:    cpuPeriod,
-		ListenerPath: listener,
-	})
+	switch {
+	case wrapper != nil:
+		opts.Annotations = map[string]string{"seccompagent.io/enable": "true"}
+	case agent != nil:
+		opts.ListenerPath = agent.Socket
+	}
+	b, err := harness.NewBundle(t.TempDir(), s.rootfs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.Wrapper = wrapper
 	if err := b.AddMounts(append([]specs.Mount{harness.CgroupMount()}, s.mounts...)...); err != nil {
 		t.Fatal(err)
 	}
@@ -567,14 +611,18 @@ func TestConsumers(t *testing.T) {
 	}
 
 	a := startAgent(t)
+	lx := requireLXCFS(t)
 	e.upBefore, _ = harness.HostUptime()
-	without := runMatrix(t, s, cmds, nil)
+	without := runMatrix(t, s, cmds, nil, nil)
 	e.upAfter, _ = harness.HostUptime()
-	with := runMatrix(t, s, cmds, a)
-	e.elapsedWith = with.elapsed
-	t.Logf("matrix containers: without agent %v, with agent %v", without.elapsed.Round(time.Millisecond), with.elapsed.Round(time.Millisecond))
+	with := runMatrix(t, s, cmds, a, nil)
+	paired := runMatrix(t, s, cmds, a, wrapperArgs(t, a, lx.Dir))
+	e.elapsedWith = max(with.elapsed, paired.elapsed)
+	t.Logf("matrix containers: without agent %v, with agent %v, with agent and LXCFS %v", without.elapsed.Round(time.Millisecond),
+		with.elapsed.Round(time.Millisecond), paired.elapsed.Round(time.Millisecond))
 	t.Logf("without agent:\n%s", without.stdout)
 	t.Logf("with agent:\n%s", with.stdout)
+	t.Logf("with agent and LXCFS:\n%s", paired.stdout)
 
 	results := make([]rowResult, len(rows))
 	for i, r := range rows {
@@ -598,12 +646,18 @@ func TestConsumers(t *testing.T) {
 			}
 			res.ran = true
 			for _, side := range []struct {
-				with bool
-				run  consumerRun
-				dst  *reading
-				ok   *bool
-			}{{false, without, &res.without, &res.withoutOK}, {true, with, &res.with, &res.withOK}} {
-				name := map[bool]string{false: "without agent", true: "with agent"}[side.with]
+				name  string
+				with  bool
+				lxcfs bool
+				run   consumerRun
+				dst   *reading
+				ok    *bool
+			}{
+				{"without agent", false, false, without, &res.without, &res.withoutOK},
+				{"with agent", true, false, with, &res.with, &res.withOK},
+				{"with agent and LXCFS", true, true, paired, &res.paired, &res.pairedOK},
+			} {
+				name := side.name
 				out, ok := side.run.sections[sectionKey(r.cmd)]
 				if !ok {
 					t.Errorf("%s %s: no output section for %q", r.program, name, r.cmd)
@@ -616,8 +670,14 @@ func TestConsumers(t *testing.T) {
 					continue
 				}
 				*side.dst = rd
-				if err := r.check(e, side.with, rd.v); err != nil {
-					t.Errorf("%s %s: %v (expected %s)", r.program, name, err, r.expect)
+				check := func() error { return r.check(e, side.with, rd.v) }
+				expect := r.expect
+				if side.lxcfs && r.lxcfs != nil {
+					check = func() error { return r.lxcfs(e, rd) }
+					expect = r.expectLXCFS
+				}
+				if err := check(); err != nil {
+					t.Errorf("%s %s: %v (expected %s)", r.program, name, err, expect)
 					continue
 				}
 				*side.ok = true
@@ -653,11 +713,11 @@ func rowMissing(r consumerRow, s consumerSetup) string {
 
 // rowResult is what one row saw.
 type rowResult struct {
-	row               consumerRow
-	ran               bool
-	note              string
-	without, with     reading
-	withoutOK, withOK bool
+	row                         consumerRow
+	ran                         bool
+	note                        string
+	without, with, paired       reading
+	withoutOK, withOK, pairedOK bool
 }
 
 // versions collects the programs' own version lines for the notes.
@@ -691,16 +751,22 @@ func writeConsumersMD(t *testing.T, e consumerEnv, results []rowResult, vers []s
 	var b strings.Builder
 	fmt.Fprintf(&b, "# What real programs see\n\n")
 	fmt.Fprintf(&b, "Generated by `make consumers` (`go test ./test/e2e -run TestConsumers`); every run rewrites this file.\n\n")
-	fmt.Fprintf(&b, "One runc container limited to 256 MiB and %d/%d µs of CPU (half a CPU), run once without and once with the agent, "+
-		"on a %d-CPU host with %s of RAM (%s, cgroup %s). The container mounts its cgroup filesystem read-only at /sys/fs/cgroup "+
+	fmt.Fprintf(&b, "One runc container limited to 256 MiB and %d/%d µs of CPU (half a CPU), run three times: without the agent, "+
+		"with it, and with it paired with LXCFS (`lxcfs %s`; the container created through seccompagent-runtime with only "+
+		"`seccompagent.io/enable=true`, which also binds LXCFS's files), on a %d-CPU host with %s of RAM (%s, cgroup %s). "+
+		"The container mounts its cgroup filesystem read-only at /sys/fs/cgroup "+
 		"(as Docker and Kubernetes do) and the host's /usr read-only, so Debian's own python3, node and java run unmodified. "+
 		"Each row is asserted by the test; \"expected\" says what and why.\n\n",
-		cpuQuota, cpuPeriod, e.hostCPUs, fmtBytes(e.memTotal), runtime.GOARCH, cgv)
-	fmt.Fprintf(&b, "| program | what it asks | without agent | with agent | expected |\n")
-	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- |\n")
+		cpuQuota, cpuPeriod, strings.Join(harness.LXCFSFlags, " "), e.hostCPUs, fmtBytes(e.memTotal), runtime.GOARCH, cgv)
+	fmt.Fprintf(&b, "| program | what it asks | without agent | with agent | with agent + LXCFS | expected |\n")
+	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range results {
-		without, with := cell(r, r.without, r.withoutOK), cell(r, r.with, r.withOK)
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", mdEscape(r.row.program), mdEscape(r.row.asks), without, with, mdEscape(r.row.expect))
+		without, with, paired := cell(r, r.without, r.withoutOK), cell(r, r.with, r.withOK), cell(r, r.paired, r.pairedOK)
+		expect := r.row.expect
+		if r.row.expectLXCFS != "" {
+			expect += "; with LXCFS: " + r.row.expectLXCFS
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", mdEscape(r.row.program), mdEscape(r.row.asks), without, with, paired, mdEscape(expect))
 	}
 	b.WriteString(consumersNotes)
 	if len(vers) > 0 {
@@ -732,7 +798,10 @@ Notes:
 
 - **Files are not syscalls.** busybox ` + "`top`" + `, Node's ` + "`os.cpus()`/`os.totalmem()`" + ` and glibc's
   ` + "`sysconf(_SC_NPROCESSORS_*)`/`get_nprocs()`" + ` (hence Python's ` + "`os.cpu_count()`" + `) read /proc or
-  /sys; a seccomp supervisor cannot change what they see (LXCFS can, for /proc). glibc does use
+  /sys; a seccomp supervisor cannot change what they see. Paired with LXCFS (third column) they
+  do: its /proc/meminfo, /proc/cpuinfo, /proc/stat and /sys/devices/system/cpu/online agree with
+  the agent's sysinfo(2) and sched_getaffinity(2) (docs/lxcfs.md). Only glibc's
+  ` + "`_SC_NPROCESSORS_CONF`" + ` stays the host's: it counts the kernel's cpuN directories. glibc does use
   sysinfo(2) for ` + "`_SC_PHYS_PAGES`" + `, so every glibc program that sizes itself from physical memory
   (Python's ` + "`os.sysconf`" + `, the JVM without container support) sees the limit.
 - **Go.** The go line of the main module's go.mod picks the GODEBUG defaults. With ` + "`go 1.24`" + `,
@@ -749,5 +818,6 @@ Notes:
   sysinfo behind glibc's _SC_PHYS_PAGES, shown with -XX:-UseContainerSupport) agrees with its
   cgroup view: the same CPU count and the same heap.
 - busybox ` + "`free`" + ` takes total/free/shared from sysinfo(2) but subtracts the page cache it reads from
-  /proc/meminfo: only its total and free columns are the agent's (see README).
+  /proc/meminfo: with the agent alone its "used" subtracts the host's cache from the container's
+  total and wraps below zero; with LXCFS the cache is the container's and every column is right.
 `

@@ -73,6 +73,10 @@ type Bundle struct {
 	CgroupsPath string
 	// Spec is what was written to config.json.
 	Spec *specs.Spec
+	// Wrapper, when set, is the argv of an OCI runtime wrapper
+	// (seccompagent-runtime and its own flags): every runtime command
+	// goes through it, with --seccompagent-runtime naming the real one.
+	Wrapper []string
 }
 
 // StateDir is the private state directory (--root) the runtimes use for this

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -41,6 +42,9 @@ func (r Runtime) command(b *Bundle, args ...string) (string, []string, error) {
 		return "", nil, fmt.Errorf("%s not found on PATH: run `make deps`", r)
 	}
 	argv := append([]string{bin, "--root", b.StateDir()}, args...)
+	if len(b.Wrapper) > 0 {
+		argv = append(append(slices.Clone(b.Wrapper), "--seccompagent-runtime="+bin), argv[1:]...)
+	}
 	if r != Crun || CgroupUnified() {
 		// Pure cgroup v2 (the VM tier): crun runs as it is.
 		return argv[0], argv[1:], nil

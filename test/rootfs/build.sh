@@ -4,10 +4,12 @@
 #   test/rootfs/build.sh OUTDIR
 #
 # OUTDIR gets: /bin/busybox (Debian's static busybox) with applet symlinks,
-# /probe (test/probe/probe.c built static with musl-gcc), /affinity and
-# /affinity32 (x86_64 and i386), /timens, empty mount points (/proc /sys
+# /probe (test/probe/probe.c built static with musl-gcc), /glibc-probe (the
+# same source built static with gcc: glibc reads sysfs for its CPU count and
+# asks sysinfo for memory), /dstate, /hammer, /affinity and /affinity32
+# (x86_64 and i386), /timens (test/probe/*.c), empty mount points (/proc /sys
 # /dev /tmp) and an /etc/passwd with root. Needs the Debian packages
-# busybox-static, musl-tools and gcc-multilib (`make deps` installs them).
+# busybox-static, musl-tools, gcc and gcc-multilib (`make deps` installs them).
 set -eu
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then
@@ -16,7 +18,6 @@ if [ $# -ne 1 ] || [ -z "$1" ]; then
 fi
 out=$1
 here=$(cd "$(dirname "$0")" && pwd)
-probe_src="$here/../probe/probe.c"
 
 die() {
 	echo "rootfs: $*" >&2
@@ -34,7 +35,6 @@ if command -v file >/dev/null 2>&1; then
 fi
 command -v musl-gcc >/dev/null 2>&1 || die "musl-gcc not found: install the Debian package musl-tools (make deps)"
 command -v gcc >/dev/null 2>&1 || die "gcc not found: install the Debian packages gcc and gcc-multilib (make deps)"
-[ -f "$probe_src" ] || die "probe source $probe_src not found"
 
 mkdir -p "$out/bin" "$out/etc" "$out/proc" "$out/sys" "$out/dev" "$out/tmp" "$out/root"
 chmod 1777 "$out/tmp"
@@ -50,43 +50,35 @@ for applet in sh ash nproc free uptime cat sleep echo ls ps taskset env id \
 	ln -sfn busybox "$out/bin/$applet"
 done
 
-# The probe: rebuilt when the source is newer than the binary.
-if [ ! -x "$out/probe" ] || [ "$probe_src" -nt "$out/probe" ]; then
-	musl-gcc -static -O2 -Wall -o "$out/probe.tmp" "$probe_src" ||
-		die "musl-gcc failed to build $probe_src"
-	mv -f "$out/probe.tmp" "$out/probe"
-fi
+# build_static CC OUT SRC [FLAGS...]: one static test program, rebuilt only
+# when its source is newer than the binary.
+build_static() {
+	cc=$1 dst=$out/$2 src=$here/../probe/$3
+	shift 3
+	[ -f "$src" ] || die "source $src not found"
+	if [ ! -x "$dst" ] || [ "$src" -nt "$dst" ]; then
+		$cc -static -O2 -Wall "$@" -o "$dst.tmp" "$src" ||
+			die "$cc failed to build $src (make deps installs musl-tools, gcc and gcc-multilib)"
+		mv -f "$dst.tmp" "$dst"
+	fi
+}
 
-# hammer: the restart tests' tight loop (test/probe/hammer.c).
-hammer_src="$here/../probe/hammer.c"
-if [ ! -x "$out/hammer" ] || [ "$hammer_src" -nt "$out/hammer" ]; then
-	musl-gcc -static -O2 -Wall -o "$out/hammer.tmp" "$hammer_src" ||
-		die "musl-gcc failed to build $hammer_src"
-	mv -f "$out/hammer.tmp" "$out/hammer"
-fi
-
-# affinity: sched_getaffinity with pid != 0 (test/probe/affinity.c), once
-# for x86_64 (musl) and once for i386 (gcc -m32, glibc static: the
-# multilib C library), so both syscall entry points are trapped.
-affinity_src="$here/../probe/affinity.c"
-if [ ! -x "$out/affinity" ] || [ "$affinity_src" -nt "$out/affinity" ]; then
-	musl-gcc -static -O2 -Wall -o "$out/affinity.tmp" "$affinity_src" ||
-		die "musl-gcc failed to build $affinity_src"
-	mv -f "$out/affinity.tmp" "$out/affinity"
-fi
-if [ ! -x "$out/affinity32" ] || [ "$affinity_src" -nt "$out/affinity32" ]; then
-	gcc -m32 -static -O2 -Wall -pthread -o "$out/affinity32.tmp" "$affinity_src" ||
-		die "gcc -m32 failed to build $affinity_src: install the Debian package gcc-multilib (make deps)"
-	mv -f "$out/affinity32.tmp" "$out/affinity32"
-fi
-
-# timens: sysinfo uptime in a time namespace (test/probe/timens.c).
-timens_src="$here/../probe/timens.c"
-if [ ! -x "$out/timens" ] || [ "$timens_src" -nt "$out/timens" ]; then
-	musl-gcc -static -O2 -Wall -o "$out/timens.tmp" "$timens_src" ||
-		die "musl-gcc failed to build $timens_src"
-	mv -f "$out/timens.tmp" "$out/timens"
-fi
+# probe: what a libc-using program learns (musl: sysconf asks the trapped
+# syscalls); glibc-probe: the same source with glibc, which reads sysfs for
+# its CPU count (the LXCFS pairing tests compare it too).
+build_static musl-gcc probe probe.c
+build_static gcc glibc-probe probe.c
+# dstate: one thread in state D for N seconds, the load-average tests' load.
+build_static musl-gcc dstate dstate.c
+# hammer: the restart tests' tight loop.
+build_static musl-gcc hammer hammer.c
+# affinity: sched_getaffinity with pid != 0, once for x86_64 (musl) and once
+# for i386 (gcc -m32, glibc static: the multilib C library), so both
+# syscall entry points are trapped.
+build_static musl-gcc affinity affinity.c
+build_static gcc affinity32 affinity.c -m32 -pthread
+# timens: sysinfo uptime in a time namespace.
+build_static musl-gcc timens timens.c
 
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$out/etc/passwd.tmp"
 mv -f "$out/etc/passwd.tmp" "$out/etc/passwd"

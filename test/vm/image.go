@@ -5,8 +5,9 @@
 //
 // Everything comes from Debian packages: the kernel and its modules from
 // linux-image-amd64 (/boot/vmlinuz-<ver>, /lib/modules/<ver>), static
-// busybox, runc, crun and jq with the shared libraries ldd names. The
-// agent and a `go test -c` e2e binary are built from this module, the test
+// busybox, runc, crun, jq and lxcfs (with liblxcfs.so and the fuse module)
+// with the shared libraries ldd names. The agent, seccompagent-runtime and
+// a `go test -c` e2e binary are built from this module, the test
 // rootfs by test/rootfs/build.sh. All of it goes into one uncompressed
 // initramfs under build/vm/ in the module; a 9p share of build/vm/run
 // carries the test settings in and the results out.
@@ -42,14 +43,16 @@ var initScript []byte
 const EnvKernel = "SECCOMPAGENT_VM_KERNEL"
 
 // Modules are loaded in the VM (with their dependencies): the 9p share for
-// the results, and overlay for runtimes and images that want it.
-var Modules = []string{"virtio_pci", "9pnet_virtio", "9p", "overlay"}
+// the results, overlay for runtimes and images that want it, and fuse for
+// LXCFS.
+var Modules = []string{"virtio_pci", "9pnet_virtio", "9p", "overlay", "fuse"}
 
 // Paths inside the VM.
 const (
-	vmAgent  = "opt/seccompagent/bin/seccompagent"
-	vmTest   = "opt/seccompagent/bin/e2e.test"
-	vmRootfs = "opt/seccompagent/rootfs"
+	vmAgent   = "opt/seccompagent/bin/seccompagent"
+	vmWrapper = "opt/seccompagent/bin/seccompagent-runtime"
+	vmTest    = "opt/seccompagent/bin/e2e.test"
+	vmRootfs  = "opt/seccompagent/rootfs"
 )
 
 // Kernel is an installed Debian kernel.
@@ -152,17 +155,18 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 	}
 	binDir := filepath.Join(b.Dir, "bin")
 	rootfs := filepath.Join(b.Dir, "rootfs")
-	var agent, testBin, modTree string
+	var agent, wrapper, testBin, modTree string
 	steps := []struct {
 		name string
 		f    func() error
 	}{
 		{"agent", func() (err error) { agent, err = harness.BuildAgent(binDir); return err }},
+		{"wrapper", func() (err error) { wrapper, err = harness.BuildWrapper(binDir); return err }},
 		{"e2e test binary", func() (err error) { testBin, err = b.buildTestBinary(ctx, binDir); return err }},
 		{"rootfs", func() error { return harness.BuildRootfs(rootfs) }},
 		{"modules", func() (err error) { modTree, err = b.stageModules(ctx); return err }},
 		{"initramfs", func() (err error) {
-			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, agent, testBin, rootfs, modTree)
+			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, agent, wrapper, testBin, rootfs, modTree)
 			return err
 		}},
 	}
@@ -389,7 +393,7 @@ func sharedLibs(ctx context.Context, bin string) ([]string, error) {
 
 // writeInitramfs assembles the archive; when it is byte-identical to the
 // existing Dir/initramfs.cpio, that file is kept.
-func (b *Builder) writeInitramfs(ctx context.Context, agent, testBin, rootfs, modTree string) (string, bool, error) {
+func (b *Builder) writeInitramfs(ctx context.Context, agent, wrapper, testBin, rootfs, modTree string) (string, bool, error) {
 	a := newArchive()
 	for _, d := range []string{"proc", "sys", "dev", "run", "root", "etc", "results", "newroot", "usr/bin", "usr/sbin", "sbin"} {
 		a.dir(d, 0o755)
@@ -419,15 +423,22 @@ func (b *Builder) writeInitramfs(ctx context.Context, agent, testBin, rootfs, mo
 		}
 	}
 
-	// The runtimes, jq, the agent and the test binary, with their libraries.
-	bins := map[string]string{vmAgent: agent, vmTest: testBin}
-	for name, dir := range map[string]string{"runc": "usr/sbin", "crun": "usr/bin", "jq": "usr/bin"} {
+	// The runtimes, jq, lxcfs, the agent, the wrapper and the test binary,
+	// with their libraries. lxcfs dlopens liblxcfs.so, which ldd does not
+	// list: it goes in at its own path.
+	bins := map[string]string{vmAgent: agent, vmWrapper: wrapper, vmTest: testBin}
+	for name, dir := range map[string]string{"runc": "usr/sbin", "crun": "usr/bin", "jq": "usr/bin", "lxcfs": "usr/bin"} {
 		p, err := hostBinary(name)
 		if err != nil {
 			return "", false, err
 		}
 		bins[dir+"/"+name] = p
 	}
+	liblxcfs, err := filepath.Glob("/usr/lib/*/lxcfs/liblxcfs.so")
+	if err != nil || len(liblxcfs) != 1 {
+		return "", false, errors.New("liblxcfs.so not found under /usr/lib/*/lxcfs: install lxcfs (`make deps`)")
+	}
+	bins[strings.TrimPrefix(liblxcfs[0], "/")] = liblxcfs[0]
 	for dst, src := range bins {
 		a.file(dst, src, 0o755)
 		libs, err := sharedLibs(ctx, src)

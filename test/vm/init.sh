@@ -60,7 +60,7 @@ for c in cpu cpuset memory pids io; do
 done
 say "cgroup.subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 
-modprobe -a virtio_pci 9pnet_virtio 9p overlay || say "modprobe failed"
+modprobe -a virtio_pci 9pnet_virtio 9p overlay fuse || say "modprobe failed"
 i=0
 until mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /results 2>/dev/null; do
 	i=$((i + 1))
@@ -116,6 +116,7 @@ while IFS= read -r re; do
 	(
 		env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
 			SECCOMPAGENT_E2E_AGENT=/opt/seccompagent/bin/seccompagent \
+			SECCOMPAGENT_E2E_WRAPPER=/opt/seccompagent/bin/seccompagent-runtime \
 			SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
 			SECCOMPAGENT_E2E_SLACK=3s \
 			/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \

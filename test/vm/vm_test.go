@@ -37,9 +37,11 @@ const (
 // group, all at once (the exec tests spend most of their time waiting):
 // the limits assertions of the v1 tier for runc and crun, with and
 // without the agent, `exec` included, views that change underneath (nested
-// cgroups, live updates), annotations, hostile peers and `seccompagent
-// exec` in a plain cgroup. TestConsumers and the view socket's examples
-// need the host's interpreters, which the VM does not have.
+// cgroups, live updates), annotations, hostile peers, restarts,
+// `seccompagent exec` in a plain cgroup and the pairing with LXCFS (lxcfs
+// and the fuse module are in the image). TestConsumers, TestLXCFSPairing
+// and the view socket's examples need the host's interpreters, which the
+// VM does not have.
 var defaultGroups = []string{
 	"^(TestControlWithoutAgent|TestWithAgent)$",
 	"^TestExecWithoutAgent$/^runc$",
@@ -53,9 +55,11 @@ var defaultGroups = []string{
 	// pid≠0 through /proc NSpid (6.1 has no NS_GET_PID_FROM_PIDNS), i386
 	// callers included, time namespaces and a cgroup path reused.
 	"^(TestAffinityPids|TestUptimeTimeNamespace|TestCgroupPathReuse)$",
+	"^(TestLXCFSConformance|TestLXCFSRequired|TestLXCFSRestart|TestLXCFSLoadAverage)$",
 }
 
-const defaultSkip = "^TestConsumers$"
+// TestConsumers and TestLXCFSPairing need the host's interpreters.
+const defaultSkip = "^(TestConsumers|TestLXCFSPairing)$"
 
 // required must each report PASS (not SKIP) with the default selection.
 var required = []string{
@@ -74,6 +78,8 @@ var required = []string{
 	"TestAffinityPids/crun/amd64", "TestAffinityPids/crun/i386",
 	"TestUptimeTimeNamespace/runc", "TestUptimeTimeNamespace/crun",
 	"TestCgroupPathReuse/runc", "TestCgroupPathReuse/crun",
+	"TestLXCFSConformance/runc", "TestLXCFSConformance/crun", "TestLXCFSRequired/runc", "TestLXCFSRequired/crun",
+	"TestLXCFSRestart", "TestLXCFSLoadAverage/runc", "TestLXCFSLoadAverage/crun",
 }
 
 // TestCgroupV2VM boots Debian's kernel with cgroup_no_v1=all in qemu
@@ -83,7 +89,7 @@ func TestCgroupV2VM(t *testing.T) {
 	qemu := testenv.RequireCommand(t, "qemu-system-x86_64")
 	kernel, err := FindKernel()
 	testenv.Require(t, err == nil, fmt.Sprint(err))
-	for _, c := range []string{"runc", "crun", "jq", "depmod", "ldd", "musl-gcc", "gcc"} {
+	for _, c := range []string{"runc", "crun", "jq", "depmod", "ldd", "musl-gcc", "gcc", "lxcfs"} {
 		testenv.RequireCommand(t, c)
 	}
 	_, err = os.Stat("/bin/busybox")

@@ -11,7 +11,7 @@ const ownPrefix = "--seccompagent-"
 
 // ownFlags are the wrapper's flags (without the prefix); all take a value,
 // as --seccompagent-x=V or --seccompagent-x V.
-var ownFlags = map[string]bool{"runtime": true, "default": true, "socket": true, "on-missing-agent": true, "config": true}
+var ownFlags = map[string]bool{"runtime": true, "default": true, "socket": true, "on-missing-agent": true, "lxcfs-dir": true, "config": true}
 
 // globalValueFlags are the runc and crun global flags that take a value;
 // every other global flag is a switch. runc parses flags with Go's flag
@@ -67,7 +67,7 @@ func parseArgs(argv []string) (*invocation, error) {
 	takeOwn := func() error {
 		name, value, hasValue := strings.Cut(strings.TrimPrefix(argv[i], ownPrefix), "=")
 		if !ownFlags[name] {
-			return fmt.Errorf("unknown flag %s%s: want one of --seccompagent-runtime, -default, -socket, -on-missing-agent, -config", ownPrefix, name)
+			return fmt.Errorf("unknown flag %s%s: want one of --seccompagent-runtime, -default, -socket, -on-missing-agent, -lxcfs-dir, -config", ownPrefix, name)
 		}
 		if !hasValue {
 			if i+1 >= len(argv) {

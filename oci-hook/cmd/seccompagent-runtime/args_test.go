@@ -112,6 +112,10 @@ func TestHookRuntimeSettings(t *testing.T) {
 	if err := os.WriteFile(file, []byte(`{"runtime": "crun", "default": "enabled", "on-missing-agent": "skip"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	lxfile := filepath.Join(dir, "lxcfs.json")
+	if err := os.WriteFile(lxfile, []byte(`{"lxcfs-dir": "/srv/lxcfs"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	bad := filepath.Join(dir, "bad.json")
 	if err := os.WriteFile(bad, []byte(`{"runtim": "crun"}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -123,7 +127,12 @@ func TestHookRuntimeSettings(t *testing.T) {
 		err   string
 	}{
 		{"file, one flag over it", map[string]string{"config": file, "on-missing-agent": "fail"},
-			settings{Runtime: "crun", Default: "enabled", Socket: "/run/seccompagent/seccompagent.sock", OnMissingAgent: "fail"}, ""},
+			settings{Runtime: "crun", Default: "enabled", Socket: "/run/seccompagent/seccompagent.sock", OnMissingAgent: "fail", LXCFSDir: "/var/lib/lxcfs"}, ""},
+		{"lxcfs-dir from the file, flag over it", map[string]string{"config": lxfile, "lxcfs-dir": "/run/lxcfs"},
+			settings{Runtime: "runc", Default: "disabled", Socket: "/run/seccompagent/seccompagent.sock", OnMissingAgent: "fail", LXCFSDir: "/run/lxcfs"}, ""},
+		{"lxcfs-dir from the file", map[string]string{"config": lxfile},
+			settings{Runtime: "runc", Default: "disabled", Socket: "/run/seccompagent/seccompagent.sock", OnMissingAgent: "fail", LXCFSDir: "/srv/lxcfs"}, ""},
+		{"relative lxcfs-dir", map[string]string{"config": file, "lxcfs-dir": "lxcfs"}, settings{}, `--seccompagent-lxcfs-dir="lxcfs": want an absolute path`},
 		{"explicit file missing", map[string]string{"config": filepath.Join(dir, "nope.json")}, settings{}, "no such file"},
 		{"unknown key", map[string]string{"config": bad}, settings{}, `unknown field "runtim"`},
 		{"bad default", map[string]string{"config": file, "default": "on"}, settings{}, `--seccompagent-default="on": want enabled or disabled`},

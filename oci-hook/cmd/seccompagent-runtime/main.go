@@ -13,12 +13,14 @@
 //
 // Flags (a JSON file, /etc/seccompagent/runtime.json by default, may hold the
 // same settings: {"runtime": "crun", "default": "enabled", "socket": "…",
-// "on-missing-agent": "skip"}; flags override it):
+// "on-missing-agent": "skip", "lxcfs-dir": "/var/lib/lxcfs"}; flags override
+// it):
 //
 //	--seccompagent-runtime=runc|crun|PATH       the real runtime (default runc, looked up in PATH)
 //	--seccompagent-default=enabled|disabled     for containers that say nothing (default disabled)
 //	--seccompagent-socket=PATH                  the agent's socket (default /run/seccompagent/seccompagent.sock)
 //	--seccompagent-on-missing-agent=fail|skip   no agent listening: refuse the container (default) or start it without interception
+//	--seccompagent-lxcfs-dir=PATH               the LXCFS mount whose files enabled containers get (default /var/lib/lxcfs)
 //	--seccompagent-config=PATH                  the settings file
 package main
 
@@ -48,6 +50,7 @@ type settings struct {
 	Default        string `json:"default"`
 	Socket         string `json:"socket"`
 	OnMissingAgent string `json:"on-missing-agent"`
+	LXCFSDir       string `json:"lxcfs-dir"`
 }
 
 func main() {
@@ -90,7 +93,7 @@ func run(argv []string, stderr io.Writer, execve execFunc) int {
 // loadSettings reads the settings file (optional at its default path) and
 // applies the flags over it.
 func loadSettings(flags map[string]string) (settings, error) {
-	s := settings{Runtime: "runc", Default: "disabled", Socket: ocihook.DefaultSocket, OnMissingAgent: "fail"}
+	s := settings{Runtime: "runc", Default: "disabled", Socket: ocihook.DefaultSocket, OnMissingAgent: "fail", LXCFSDir: ocihook.DefaultLXCFSDir}
 	path, explicit := flags["config"]
 	if !explicit {
 		path = defaultConfigPath
@@ -105,10 +108,11 @@ func loadSettings(flags map[string]string) (settings, error) {
 		dec.DisallowUnknownFields()
 		var f settings
 		if err := dec.Decode(&f); err != nil {
-			return s, fmt.Errorf("settings file %s: %w (want {\"runtime\", \"default\", \"socket\", \"on-missing-agent\"})", path, err)
+			return s, fmt.Errorf("settings file %s: %w (want {\"runtime\", \"default\", \"socket\", \"on-missing-agent\", \"lxcfs-dir\"})", path, err)
 		}
 		for dst, v := range map[*string]string{
 			&s.Runtime: f.Runtime, &s.Default: f.Default, &s.Socket: f.Socket, &s.OnMissingAgent: f.OnMissingAgent,
+			&s.LXCFSDir: f.LXCFSDir,
 		} {
 			if v != "" {
 				*dst = v
@@ -125,6 +129,8 @@ func loadSettings(flags map[string]string) (settings, error) {
 			s.Socket = v
 		case "on-missing-agent":
 			s.OnMissingAgent = v
+		case "lxcfs-dir":
+			s.LXCFSDir = v
 		}
 	}
 	switch {
@@ -134,6 +140,8 @@ func loadSettings(flags map[string]string) (settings, error) {
 		return s, fmt.Errorf("invalid --seccompagent-on-missing-agent=%q: want fail or skip", s.OnMissingAgent)
 	case !filepath.IsAbs(s.Socket):
 		return s, fmt.Errorf("invalid --seccompagent-socket=%q: want an absolute path", s.Socket)
+	case !filepath.IsAbs(s.LXCFSDir):
+		return s, fmt.Errorf("invalid --seccompagent-lxcfs-dir=%q: want an absolute path", s.LXCFSDir)
 	case s.Runtime == "":
 		return s, fmt.Errorf("invalid --seccompagent-runtime=\"\": want runc, crun or a path")
 	}
@@ -195,6 +203,12 @@ func prepare(inv *invocation, s settings, log *logger) error {
 		viewDir = ""
 	}
 	mod := ocihook.Modifier{Socket: s.Socket, DefaultEnabled: s.Default == "enabled", ViewDir: viewDir}
+	if mod.WantsLXCFS(data) {
+		// A dead mount counts as absent; an unreadable mount table too.
+		if mod.LXCFS, err = ocihook.FindLXCFS("/proc", s.LXCFSDir); err != nil {
+			mod.LXCFS.Missing = err.Error()
+		}
+	}
 	out, res, err := mod.ModifyConfig(data)
 	if err != nil {
 		return fmt.Errorf("container %s (%s): %w", inv.container, path, err)
