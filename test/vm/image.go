@@ -7,8 +7,9 @@
 // linux-image-amd64 (/boot/vmlinuz-<ver>, /lib/modules/<ver>), static
 // busybox, runc, crun, jq and lxcfs (with liblxcfs.so and the fuse module)
 // with the shared libraries ldd names. The agent, seccompagent-runtime and
-// a `go test -c` e2e binary are built from this module, the test
-// rootfs by test/rootfs/build.sh. All of it goes into one uncompressed
+// `go test -c` e2e and notify binaries are built from this module, with a
+// static i386 caller for the notify kernel tests (the VM has no gcc), the
+// test rootfs by test/rootfs/build.sh. All of it goes into one uncompressed
 // initramfs under build/vm/ in the module; a 9p share of build/vm/run
 // carries the test settings in and the results out.
 package vm
@@ -24,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,6 +55,10 @@ const (
 	vmWrapper = "opt/seccompagent/bin/seccompagent-runtime"
 	vmTest    = "opt/seccompagent/bin/e2e.test"
 	vmRootfs  = "opt/seccompagent/rootfs"
+	// The notify package's kernel tier and its i386 caller: the host may
+	// lack kernel features (ia32 emulation) that Debian's kernel has.
+	vmNotifyTest = "opt/seccompagent/bin/notify.test"
+	vmI386       = "opt/seccompagent/bin/compat-i386"
 )
 
 // Kernel is an installed Debian kernel.
@@ -155,7 +161,7 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 	}
 	binDir := filepath.Join(b.Dir, "bin")
 	rootfs := filepath.Join(b.Dir, "rootfs")
-	var agent, wrapper, testBin, modTree string
+	var agent, wrapper, testBin, notifyBin, i386Bin, modTree string
 	steps := []struct {
 		name string
 		f    func() error
@@ -163,10 +169,13 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 		{"agent", func() (err error) { agent, err = harness.BuildAgent(binDir); return err }},
 		{"wrapper", func() (err error) { wrapper, err = harness.BuildWrapper(binDir); return err }},
 		{"e2e test binary", func() (err error) { testBin, err = b.buildTestBinary(ctx, binDir); return err }},
+		{"notify test binary", func() (err error) { notifyBin, err = b.buildNotifyTest(ctx, binDir); return err }},
+		{"i386 caller", func() (err error) { i386Bin, err = b.buildI386Caller(ctx, binDir); return err }},
 		{"rootfs", func() error { return harness.BuildRootfs(rootfs) }},
 		{"modules", func() (err error) { modTree, err = b.stageModules(ctx); return err }},
 		{"initramfs", func() (err error) {
-			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, agent, wrapper, testBin, rootfs, modTree)
+			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, map[string]string{vmAgent: agent, vmWrapper: wrapper,
+				vmTest: testBin, vmNotifyTest: notifyBin, vmI386: i386Bin}, rootfs, modTree)
 			return err
 		}},
 	}
@@ -198,6 +207,36 @@ func (b *Builder) buildTestBinary(ctx context.Context, dir string) (string, erro
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go test -c ./test/e2e: %w\n%s", err, msg)
+	}
+	return out, nil
+}
+
+// buildNotifyTest compiles ./notify with `go test -c`. It needs cgo
+// (libseccomp): its shared libraries go into the image with it.
+func (b *Builder) buildNotifyTest(ctx context.Context, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "notify.test")
+	cmd := exec.CommandContext(ctx, goTool(), "test", "-c", "-o", out, "./notify")
+	cmd.Dir = b.ModuleRoot
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go test -c ./notify: %w\n%s", err, msg)
+	}
+	return out, nil
+}
+
+// buildI386Caller builds notify/testdata/compat.c as a static i386 program
+// (gcc -m32, from gcc-multilib), for TestKernelCompatI386 in the VM.
+func (b *Builder) buildI386Caller(ctx context.Context, dir string) (string, error) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		return "", errors.New("gcc not found: install gcc and gcc-multilib (`make deps`)")
+	}
+	out := filepath.Join(dir, "compat-i386")
+	cmd := exec.CommandContext(ctx, gcc, "-m32", "-static", "-O2", "-o", out, filepath.Join(b.ModuleRoot, "notify", "testdata", "compat.c"))
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("gcc -m32 -static (gcc-multilib, `make deps`): %w\n%s", err, msg)
 	}
 	return out, nil
 }
@@ -393,7 +432,7 @@ func sharedLibs(ctx context.Context, bin string) ([]string, error) {
 
 // writeInitramfs assembles the archive; when it is byte-identical to the
 // existing Dir/initramfs.cpio, that file is kept.
-func (b *Builder) writeInitramfs(ctx context.Context, agent, wrapper, testBin, rootfs, modTree string) (string, bool, error) {
+func (b *Builder) writeInitramfs(ctx context.Context, built map[string]string, rootfs, modTree string) (string, bool, error) {
 	a := newArchive()
 	for _, d := range []string{"proc", "sys", "dev", "run", "root", "etc", "results", "newroot", "usr/bin", "usr/sbin", "sbin"} {
 		a.dir(d, 0o755)
@@ -423,10 +462,10 @@ func (b *Builder) writeInitramfs(ctx context.Context, agent, wrapper, testBin, r
 		}
 	}
 
-	// The runtimes, jq, lxcfs, the agent, the wrapper and the test binary,
-	// with their libraries. lxcfs dlopens liblxcfs.so, which ldd does not
-	// list: it goes in at its own path.
-	bins := map[string]string{vmAgent: agent, vmWrapper: wrapper, vmTest: testBin}
+	// The runtimes, jq, lxcfs, the agent, the wrapper and the test
+	// binaries, with their libraries. lxcfs dlopens liblxcfs.so, which ldd
+	// does not list: it goes in at its own path.
+	bins := maps.Clone(built)
 	for name, dir := range map[string]string{"runc": "usr/sbin", "crun": "usr/bin", "jq": "usr/bin", "lxcfs": "usr/bin"} {
 		p, err := hostBinary(name)
 		if err != nil {

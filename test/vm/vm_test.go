@@ -61,6 +61,19 @@ var defaultGroups = []string{
 // TestConsumers and TestLXCFSPairing need the host's interpreters.
 const defaultSkip = "^(TestConsumers|TestLXCFSPairing)$"
 
+// notifyRun selects the notify package's kernel tests, run in the VM
+// before the e2e groups on every run (whatever SECCOMPAGENT_VM_RUN says):
+// the host may lack a kernel feature they need, and then skips them.
+const notifyRun = "^TestKernel"
+
+// notifyRequired must each report PASS in the VM on every run (the host
+// parses notify.out into "notify:<test>" results).
+var notifyRequired = []string{
+	"notify:TestKernelHandlers/sync", "notify:TestKernelHandlers/poll",
+	"notify:TestKernelCallerKilledMidNotification",
+	"notify:TestKernelCompatI386",
+}
+
 // required must each report PASS (not SKIP) with the default selection.
 var required = []string{
 	"TestControlWithoutAgent/runc", "TestControlWithoutAgent/crun",
@@ -146,8 +159,8 @@ func TestCgroupV2VM(t *testing.T) {
 	}
 	// CI=true in the VM: a test there that finds a prerequisite missing
 	// fails instead of skipping (everything it needs is in the image).
-	env := fmt.Sprintf("VM_TEST_SKIP=%s\nVM_TEST_TIMEOUT=%s\nVM_CI=true\nVM_CGROUP_PARENT=%s\n",
-		shellQuote(skipRe), shellQuote(inVMTimeout.String()), shellQuote(harness.CgroupParent))
+	env := fmt.Sprintf("VM_TEST_SKIP=%s\nVM_TEST_TIMEOUT=%s\nVM_CI=true\nVM_CGROUP_PARENT=%s\nVM_NOTIFY_RUN=%s\n",
+		shellQuote(skipRe), shellQuote(inVMTimeout.String()), shellQuote(harness.CgroupParent), shellQuote(notifyRun))
 	if err := os.WriteFile(filepath.Join(run, "vm.env"), []byte(env), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +185,11 @@ func TestCgroupV2VM(t *testing.T) {
 	t.Logf("VM run (boot + tests + poweroff) took %v; in the VM:\n%s", took.Round(time.Millisecond), info)
 	var out strings.Builder // every group's output
 	results := map[string]string{}
+	notifyOut, _ := os.ReadFile(filepath.Join(run, "notify.out"))
+	fmt.Fprintf(&out, "### notify kernel tests: -test.run %s\n%s", notifyRun, notifyOut)
+	for name, r := range parseResults(string(notifyOut)) {
+		results["notify:"+name] = r
+	}
 	for i := range groups {
 		o, _ := os.ReadFile(filepath.Join(run, fmt.Sprintf("e2e-%d.out", i+1)))
 		fmt.Fprintf(&out, "### group %d: -test.run %s\n%s", i+1, groups[i], o)
@@ -197,6 +215,11 @@ func TestCgroupV2VM(t *testing.T) {
 	t.Logf("e2e results in the cgroup v2 VM (%s):\n%s", kernel.Version, strings.Join(summary, "\n"))
 	if c := strings.TrimSpace(string(code)); c != "0" {
 		fail("the e2e tests failed in the VM (exit status %s)", c)
+	}
+	for _, name := range notifyRequired {
+		if results[name] != "PASS" {
+			fail("%s: %q in the VM, want PASS", name, results[name])
+		}
 	}
 	if !custom {
 		for _, name := range required {
