@@ -472,7 +472,7 @@ func (s *Server) newLoop(fd int, c *notify.Container, slot int, log *logrus.Entr
 		log.WithError(regErr).Error("cannot resolve syscall numbers")
 	}
 	syncWake := notify.EnableSyncWakeUp(fd)
-	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: notify.KernelFor(syncWake), ProcRoot: s.cfg.ProcRoot, Log: log}
+	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: notify.KernelFor(syncWake), Log: log}
 	if slot >= 0 {
 		loop.Journal = testStall(slotJournal{j: s.journal, slot: slot}, log)
 	}

@@ -3,11 +3,12 @@
 // (audit arch, syscall nr) to a handler, write the handler's answer into the
 // trapped thread's memory and respond.
 //
-// It owns the TOCTOU order — open /proc/<tid>/mem, then
-// SECCOMP_IOCTL_NOTIF_ID_VALID, then compute, then write through that fd, then
-// respond — and the fail-open rule: any internal failure, unknown syscall or
-// recovered handler panic is answered with SECCOMP_USER_NOTIF_FLAG_CONTINUE so
-// the caller gets the kernel's real answer.
+// It owns the TOCTOU order — SECCOMP_IOCTL_NOTIF_ID_VALID, then compute, then
+// ID_VALID again immediately before writing with process_vm_writev (the
+// kernel's permission checks, no FOLL_FORCE), then respond — and the
+// fail-open rule: any internal failure, unknown syscall, recovered handler
+// panic or write that did not complete is answered with
+// SECCOMP_USER_NOTIF_FLAG_CONTINUE so the caller gets the kernel's real answer.
 //
 // It must never hand the raw listener fd to a handler, never answer with an
 // errno the real syscall could not return, and never spin on a dead fd.

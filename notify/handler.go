@@ -13,13 +13,16 @@ type Container struct {
 	Annotations map[string]string
 }
 
-// Memory writes into the trapped thread's address space. notify opened it
-// before validating the notification id, so it can only ever reach that
-// thread's memory.
+// Memory writes into the trapped thread's address space, with the kernel's
+// own permission checks at the moment of the write. It revalidates the
+// notification id just before writing.
 type Memory interface {
-	// Write copies p to addr the way copy_to_user would: a destination that
-	// is not fully mapped writable gets the bytes up to the first bad page
-	// and the call returns syscall.EFAULT.
+	// Write copies all of p to addr, or returns an error (wrapping
+	// ErrKernelAnswers) when it could not: the destination is not plainly
+	// writable, or the notification is gone. The handler must then answer
+	// Continue, and the loop does so whatever the handler returns: the
+	// kernel's own copy_to_user gives the exact result (its EFAULT and
+	// partial copy, or a stack it grows).
 	Write(addr uint64, p []byte) error
 }
 

@@ -60,8 +60,6 @@ type Loop struct {
 	Container *Container
 	Registry  *Registry
 	Kernel    Kernel
-	// ProcRoot is where /proc/<tid>/mem is opened ("/proc").
-	ProcRoot string
 	// Gate is held for reading while a notification is in flight, so a
 	// shutdown can take it for writing and know nothing is half answered.
 	Gate *sync.RWMutex
@@ -82,9 +80,6 @@ var ErrStopped = errors.New("notification loop stopped")
 // retrying cannot fix (returns the error). It never closes Fd: the caller
 // owns it.
 func (l *Loop) Run() error {
-	if l.ProcRoot == "" {
-		l.ProcRoot = "/proc"
-	}
 	if l.Gate == nil {
 		l.Gate = new(sync.RWMutex)
 	}
@@ -177,9 +172,6 @@ func (l *Loop) Stopping() bool { return l.stopping.Load() }
 // dead one received and never answered (the id check inside makes a stale
 // one harmless).
 func (l *Loop) Answer(p *Pending) {
-	if l.ProcRoot == "" {
-		l.ProcRoot = "/proc"
-	}
 	if l.Gate == nil {
 		l.Gate = new(sync.RWMutex)
 	}
@@ -203,9 +195,11 @@ func (l *Loop) Answer(p *Pending) {
 	}
 }
 
-// answer runs the TOCTOU order: open the thread's memory, check the id is
-// still valid (so the tid still names the trapped thread), compute and write,
-// and only then respond. Every failure short of a handler answer is Continue.
+// answer runs the TOCTOU order: check the id is still valid (so the tid
+// still names the trapped thread while the handler reads its /proc files and
+// cgroups), compute, check the id again right before writing into the
+// thread's memory, write, and only then respond. Every failure short of a
+// handler answer, and every write that did not complete, is Continue.
 func (l *Loop) answer(n *Pending) (resp Response) {
 	e, ok := l.Registry.lookup(n.Arch, n.Nr)
 	if !ok {
@@ -217,17 +211,12 @@ func (l *Loop) answer(n *Pending) (resp Response) {
 		log.Debug("caller not visible from the agent's pid namespace: continue")
 		return Continue()
 	}
-	mem, err := openProcMem(l.ProcRoot, int(n.Tid))
-	if err != nil {
-		log.WithError(err).Debug("open caller memory: continue")
-		return Continue()
-	}
-	defer mem.Close()
 	if err := l.Kernel.IDValid(l.Fd, n.ID); err != nil {
 		// The caller is gone; the kernel will not accept any answer.
 		log.WithError(err).Debug("notification no longer valid")
 		return Continue()
 	}
+	mem := &vmWriter{tid: int(n.Tid), fd: l.Fd, id: n.ID, idValid: l.Kernel.IDValid}
 	req := &Request{ID: n.ID, Tid: int(n.Tid), ABI: e.abi, Nr: n.Nr, Args: n.Args, Container: l.Container, Mem: mem}
 	defer func() {
 		if p := recover(); p != nil {
@@ -236,6 +225,12 @@ func (l *Loop) answer(n *Pending) (resp Response) {
 		}
 	}()
 	resp = e.handler.Handle(req)
+	if mem.failed {
+		if !resp.Continue {
+			log.WithField("answer", resp).Debug("write into the caller did not complete: continue, the kernel answers")
+		}
+		return Continue()
+	}
 	if resp.Errno != 0 && !validErrno(resp.Errno) {
 		log.WithField("errno", resp.Errno).Error("handler returned an impossible errno: continue")
 		return Continue()

@@ -1,10 +1,12 @@
 package notify
 
 import (
+	"errors"
 	"io"
 	"os"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -110,5 +112,62 @@ func TestLoopStopsOnUnexpectedError(t *testing.T) {
 	l := &Loop{Fd: -1, Registry: NewRegistry(), Kernel: k, Log: logrus.NewEntry(logrus.New())}
 	if err := l.Run(); err == nil || calls != 1 {
 		t.Fatalf("Run() = %v after %d receives; want an error at once, no spinning", err, calls)
+	}
+}
+
+// A write that does not complete makes the loop answer Continue whatever the
+// handler says, and the id is checked again right before writing.
+func TestLoopWriteFailureIsContinue(t *testing.T) {
+	reg := NewRegistry()
+	self := uint32(os.Getpid())
+	var buf [8]byte
+	fk := &fakeKernel{invalid: map[uint64]bool{}}
+	if err := reg.Register("sysinfo", HandlerFunc(func(req *Request) Response {
+		switch req.ID {
+		case 1: // unmapped destination: the kernel must answer
+			if err := req.Mem.Write(0, []byte{1}); err == nil || errors.Is(err, syscall.EFAULT) {
+				t.Errorf("Write(NULL) = %v, want an error that is not EFAULT", err)
+			}
+			return Fail(syscall.EFAULT)
+		case 2: // the caller goes away after the first check
+			fk.invalid[2] = true
+			if err := req.Mem.Write(uint64(uintptr(unsafe.Pointer(&buf[0]))), []byte{7}); !errors.Is(err, ErrKernelAnswers) {
+				t.Errorf("Write after the id became invalid = %v, want ErrKernelAnswers", err)
+			}
+			return Return(0)
+		default: // a plain write into this process
+			if err := req.Mem.Write(uint64(uintptr(unsafe.Pointer(&buf[1]))), []byte{9}); err != nil {
+				t.Errorf("Write: %v", err)
+			}
+			return Return(0)
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	var nr int32
+	for k, e := range reg.m {
+		if e.abi.Name == AMD64.Name && k.Audit == AMD64.Audit {
+			nr = k.Nr
+		}
+	}
+	fk.queue = []notif{{ID: 1, Pid: self, Arch: AMD64.Audit, Nr: nr}, {ID: 2, Pid: self, Arch: AMD64.Audit, Nr: nr},
+		{ID: 3, Pid: self, Arch: AMD64.Audit, Nr: nr}}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	l := &Loop{Fd: -1, Registry: reg, Kernel: fk.seam(), Log: logrus.NewEntry(log)}
+	if err := l.Run(); err != nil {
+		t.Fatal(err)
+	}
+	want := []notifResp{{ID: 1, Flags: flagContinue}, {ID: 2, Flags: flagContinue}, {ID: 3}}
+	if len(fk.sent) != len(want) {
+		t.Fatalf("responses %+v, want %+v", fk.sent, want)
+	}
+	for i := range want {
+		if fk.sent[i] != want[i] {
+			t.Errorf("response %d: %+v, want %+v", i, fk.sent[i], want[i])
+		}
+	}
+	if buf[0] != 0 || buf[1] != 9 {
+		t.Errorf("buffer %v: want nothing written after the id became invalid, 9 at [1]", buf[:2])
 	}
 }

@@ -72,6 +72,10 @@ var notifyRequired = []string{
 	"notify:TestKernelHandlers/sync", "notify:TestKernelHandlers/poll",
 	"notify:TestKernelCallerKilledMidNotification",
 	"notify:TestKernelCompatI386",
+	"notify:TestKernelWrites/sysinfo_straddle", "notify:TestKernelWrites/sysinfo_readonly",
+	"notify:TestKernelWrites/sysinfo_unmapped", "notify:TestKernelWrites/aff_straddle",
+	"notify:TestKernelWrites/sysinfo_below_stack", "notify:TestKernelWrites/sysinfo_maps60k",
+	"notify:TestKernelWrites/maps60k_agent_answer", "notify:TestKernelWrites/readonly_race",
 }
 
 // required must each report PASS (not SKIP) with the default selection.
