@@ -128,3 +128,16 @@ func KernelFor(syncWakeUp bool) Kernel {
 	}
 	return k
 }
+
+// x32SyscallBit is __X32_SYSCALL_BIT (arch/x86/include/uapi/asm/unistd.h).
+const x32SyscallBit = 0x40000000
+
+// KernelRunsX32 reports whether the kernel executes x32 syscalls: it calls
+// the x32 getpid (any 64-bit process may set the x32 bit). Only a correct
+// answer counts as present: ENOSYS means no x32 ABI, and any other failure
+// (a seccomp filter on the agent itself) leaves x32 callers to the kernel,
+// the fail-open side.
+func KernelRunsX32() bool {
+	r, _, e := unix.RawSyscall(x32SyscallBit|unix.SYS_GETPID, 0, 0, 0)
+	return e == 0 && int(r) == unix.Getpid()
+}

@@ -160,9 +160,13 @@ func installFilter() int {
 		return 10
 	}
 	// i386 callers (an exec'd -m32 program) go through the same filter.
-	if err := filter.AddArch(seccomp.ArchX86); err != nil {
-		fmt.Fprintln(os.Stderr, "add arch:", err)
-		return 11
+	// x32 callers too, where the kernel runs them (TestKernelWrites
+	// compares an x32 sysinfo with the kernel's own answer).
+	for _, arch := range []seccomp.ScmpArch{seccomp.ArchX86, seccomp.ArchX32} {
+		if err := filter.AddArch(arch); err != nil {
+			fmt.Fprintln(os.Stderr, "add arch:", err)
+			return 11
+		}
 	}
 	for _, name := range []string{"sysinfo", "sched_getaffinity"} {
 		nr, err := seccomp.GetSyscallFromName(name)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/seccompagent/seccompagent/handlers/affinity"
 	"github.com/seccompagent/seccompagent/handlers/sysinfo"
+	"github.com/seccompagent/seccompagent/notify"
 	"github.com/seccompagent/seccompagent/test/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -170,6 +171,15 @@ func writesPhaseRun(page int, aff int) (writesPhase, error) {
 			}
 			addr := start - uintptr(page)
 			return addr, nil, func() {}, "", nil
+		}},
+		// An x32 sysinfo (nr 99 | __X32_SYSCALL_BIT): ENOSYS where the
+		// kernel has no x32 ABI, the native layout where it has.
+		{"sysinfo_x32", 99 | 0x40000000, 0, 0, func() (uintptr, []byte, func(), string, error) {
+			m, err := anon(1)
+			if err != nil {
+				return 0, nil, nil, "", err
+			}
+			return uintptr(unsafe.Pointer(&m[0])), m[:sysinfo.NativeSize], func() { unix.Munmap(m) }, "", nil
 		}},
 		{"sysinfo_memfd_secret", unix.SYS_SYSINFO, 0, 0, func() (uintptr, []byte, func(), string, error) {
 			fd, _, e := unix.Syscall(unix.SYS_MEMFD_SECRET, unix.O_CLOEXEC, 0, 0)
@@ -386,7 +396,7 @@ func TestKernelWrites(t *testing.T) {
 	}
 
 	for _, name := range []string{"sysinfo_straddle", "sysinfo_readonly", "sysinfo_unmapped", "aff_straddle",
-		"sysinfo_below_stack", "sysinfo_memfd_secret", "sysinfo_maps60k"} {
+		"sysinfo_below_stack", "sysinfo_memfd_secret", "sysinfo_x32", "sysinfo_maps60k"} {
 		t.Run(name, func(t *testing.T) {
 			n, a := rep.Native.Cases[name], rep.Agent.Cases[name]
 			if n.Unavailable != "" {
@@ -402,6 +412,17 @@ func TestKernelWrites(t *testing.T) {
 			}
 		})
 	}
+	t.Run("x32_agent_answer", func(t *testing.T) {
+		r := rep.Agent.Cases["sysinfo_x32"]
+		t.Logf("kernel runs x32: %v", notify.KernelRunsX32())
+		if notify.KernelRunsX32() {
+			if tot := le64(r.Buf, 32); r.Ret != 0 || tot != 256<<20 {
+				t.Errorf("x32 sysinfo: ret %d totalram %d, want the agent's answer (%d)", r.Ret, tot, 256<<20)
+			}
+		} else if r.Errno != int(unix.ENOSYS) {
+			t.Errorf("x32 sysinfo on a kernel without x32: ret %d errno %d, want ENOSYS", r.Ret, r.Errno)
+		}
+	})
 	t.Run("maps60k_agent_answer", func(t *testing.T) {
 		t.Logf("%d mappings in the caller", rep.Agent.Maps)
 		if rep.Agent.Maps < 60000 {

@@ -43,7 +43,7 @@ func (f *fakeKernel) seam() Kernel {
 }
 
 func TestLoopDecisions(t *testing.T) {
-	reg := NewRegistry()
+	reg := newRegistry(ABIs) // x32 included whatever this kernel runs
 	self := uint32(os.Getpid())
 	mustRegister := func(name string, h Handler) {
 		if err := reg.Register(name, h); err != nil {
@@ -169,5 +169,43 @@ func TestLoopWriteFailureIsContinue(t *testing.T) {
 	}
 	if buf[0] != 0 || buf[1] != 9 {
 		t.Errorf("buffer %v: want nothing written after the id became invalid, 9 at [1]", buf[:2])
+	}
+}
+
+// On a kernel without the x32 ABI the registry has no x32 entries, so an x32
+// notification is answered with Continue (the kernel's ENOSYS).
+func TestRunnableABIs(t *testing.T) {
+	names := func(abis []ABI) (s []string) {
+		for _, a := range abis {
+			s = append(s, a.Name)
+		}
+		return s
+	}
+	if got := names(runnableABIs(func() bool { return true })); len(got) != 3 {
+		t.Errorf("with x32: %v, want x86_64 i386 x32", got)
+	}
+	without := runnableABIs(func() bool { return false })
+	if got := names(without); len(got) != 2 || got[0] != "x86_64" || got[1] != "i386" {
+		t.Errorf("without x32: %v, want x86_64 i386", got)
+	}
+	reg := newRegistry(without)
+	if err := reg.Register("sysinfo", HandlerFunc(func(*Request) Response { return Return(0) })); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.lookup(X32.Audit, 99|0x40000000); ok {
+		t.Error("x32 sysinfo registered on a kernel without x32")
+	}
+	if _, ok := reg.lookup(AMD64.Audit, 99); !ok {
+		t.Error("x86_64 sysinfo not registered")
+	}
+	fk := &fakeKernel{queue: []notif{{ID: 1, Pid: uint32(os.Getpid()), Arch: X32.Audit, Nr: 99 | 0x40000000}}}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	l := &Loop{Fd: -1, Registry: reg, Kernel: fk.seam(), Log: logrus.NewEntry(log)}
+	if err := l.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if len(fk.sent) != 1 || fk.sent[0] != (notifResp{ID: 1, Flags: flagContinue}) {
+		t.Errorf("x32 sysinfo without x32: %+v, want continue", fk.sent)
 	}
 }

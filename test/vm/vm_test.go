@@ -76,6 +76,7 @@ var notifyRequired = []string{
 	"notify:TestKernelWrites/sysinfo_unmapped", "notify:TestKernelWrites/aff_straddle",
 	"notify:TestKernelWrites/sysinfo_below_stack", "notify:TestKernelWrites/sysinfo_maps60k",
 	"notify:TestKernelWrites/maps60k_agent_answer", "notify:TestKernelWrites/readonly_race",
+	"notify:TestKernelWrites/sysinfo_x32", "notify:TestKernelWrites/x32_agent_answer",
 }
 
 // required must each report PASS (not SKIP) with the default selection.
