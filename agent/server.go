@@ -73,6 +73,9 @@ type Server struct {
 	receiving sync.WaitGroup
 	loops     sync.WaitGroup
 	started   sync.WaitGroup // adopted loops not yet receiving
+
+	// features are the kernel's notify behaviour, probed once.
+	features notify.Features
 }
 
 // attached is one container listener being served.
@@ -99,8 +102,13 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	features, err := notify.ProbeFeatures()
+	if err != nil {
+		cfg.Log.WithError(err).Warn("kernel probe failed: polling before every receive")
+	}
+	cfg.Log.WithField("features", fmt.Sprintf("%+v", features)).Info("kernel notify features")
 	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, hfd: -1,
-		attached: map[uint64]*attached{}, stopCh: make(chan string, 1),
+		attached: map[uint64]*attached{}, stopCh: make(chan string, 1), features: features,
 		loads: &loadavg.Sampler{ProcRoot: cfg.ProcRoot, Resolve: reader.LoadCgroup, Log: cfg.Log}}, nil
 }
 
@@ -471,8 +479,8 @@ func (s *Server) newLoop(fd int, c *notify.Container, slot int, log *logrus.Entr
 		// answered CONTINUE then, which is the kernel's answer.
 		log.WithError(regErr).Error("cannot resolve syscall numbers")
 	}
-	syncWake := notify.EnableSyncWakeUp(fd)
-	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: notify.KernelFor(syncWake), Log: log}
+	kern, _ := s.features.KernelFor(fd)
+	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: kern, Log: log}
 	if slot >= 0 {
 		loop.Journal = testStall(slotJournal{j: s.journal, slot: slot}, log)
 	}

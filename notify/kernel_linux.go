@@ -116,17 +116,20 @@ func EnableSyncWakeUp(fd int) bool {
 	return e == 0
 }
 
-// KernelFor returns the real kernel seam for fd. With synchronous wake-up the
-// loop must sleep inside RECV (that is where the kernel hands over the CPU),
-// and those kernels also wake a blocked RECV when the filter loses its last
-// user. Without it (Linux < 6.6) a blocked RECV would never return once the
-// container is gone, so the loop polls first and sees EPOLLHUP.
-func KernelFor(syncWakeUp bool) Kernel {
-	k := Kernel{Recv: kernelRecv, IDValid: kernelIDValid, Send: kernelSend, HungUp: kernelHungUp}
-	if !syncWakeUp {
-		k.WaitReadable = kernelWaitReadable
+// KernelFor returns the real kernel seam; blockInRecv makes the loop sleep
+// in RECV instead of polling first. The agent decides with
+// Features.KernelFor; tests force either path.
+func KernelFor(blockInRecv bool) Kernel {
+	k := realKernel()
+	if blockInRecv {
+		k.WaitReadable = nil
 	}
 	return k
+}
+
+func realKernel() Kernel {
+	return Kernel{Recv: kernelRecv, IDValid: kernelIDValid, Send: kernelSend, HungUp: kernelHungUp,
+		WaitReadable: kernelWaitReadable}
 }
 
 // x32SyscallBit is __X32_SYSCALL_BIT (arch/x86/include/uapi/asm/unistd.h).

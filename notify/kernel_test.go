@@ -76,6 +76,14 @@ func child(mode string) int {
 		var si [sysinfo.NativeSize]byte
 		call("sysinfo", unix.SYS_SYSINFO, uintptr(unsafe.Pointer(&si[0])), 0, 0)
 		return 0
+	case "idle":
+		// One answered call, then wait for the parent's word (stdin).
+		var si [sysinfo.NativeSize]byte
+		if _, errno := call("sysinfo", unix.SYS_SYSINFO, uintptr(unsafe.Pointer(&si[0])), 0, 0); errno != 0 {
+			return 23
+		}
+		io.ReadAll(os.Stdin)
+		return 0
 	case "calls":
 	default:
 		if n, ok := strings.CutPrefix(mode, "bench:"); ok {
@@ -212,6 +220,7 @@ type startedChild struct {
 	cmd    *exec.Cmd
 	fd     int
 	stdout *strings.Builder
+	stdin  io.WriteCloser
 }
 
 func startChild(t testing.TB, mode string) *startedChild {
@@ -230,6 +239,10 @@ func startChild(t testing.TB, mode string) *startedChild {
 	out := new(strings.Builder)
 	cmd.Stdout = out
 	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +265,7 @@ func startChild(t testing.TB, mode string) *startedChild {
 	if err != nil || len(fds) != 1 {
 		t.Fatalf("bad rights: %v", err)
 	}
-	return &startedChild{cmd: cmd, fd: fds[0], stdout: out}
+	return &startedChild{cmd: cmd, fd: fds[0], stdout: out, stdin: stdin}
 }
 
 func seccompNotifySupported() bool {
@@ -296,14 +309,22 @@ func newRegistry(t testing.TB, lim fakeLimits, k affinity.Kernel, extra notify.H
 	return reg
 }
 
-// runLoop serves c's listener with reg; syncWakeUp false forces the pre-6.6
-// path (poll, then RECV) even where the kernel has synchronous wake-up.
-func runLoop(c *startedChild, reg *notify.Registry, syncWakeUp bool) <-chan error {
-	if syncWakeUp {
-		syncWakeUp = notify.EnableSyncWakeUp(c.fd)
+// features are the agent's start-up probes, run once per test binary (a
+// failed probe leaves the zero Features: the poll path).
+var features = sync.OnceValues(notify.ProbeFeatures)
+
+// runLoop serves c's listener with reg; agentChoice picks the path as the
+// agent does (Features.KernelFor: block in RECV with synchronous wake-up
+// where the kernel wakes a blocked RECV once the filter is orphaned), false
+// forces the poll-then-RECV path.
+func runLoop(c *startedChild, reg *notify.Registry, agentChoice bool) <-chan error {
+	k := notify.KernelFor(false)
+	if agentChoice {
+		f, _ := features()
+		k, _ = f.KernelFor(c.fd)
 	}
 	loop := &notify.Loop{Fd: c.fd, Container: &notify.Container{ID: "test", InitPid: c.cmd.Process.Pid},
-		Registry: reg, Kernel: notify.KernelFor(syncWakeUp), Log: testLog()}
+		Registry: reg, Kernel: k, Log: testLog()}
 	done := make(chan error, 1)
 	go func() { done <- loop.Run() }()
 	return done
@@ -322,14 +343,15 @@ func waitLoop(t *testing.T, done <-chan error) {
 }
 
 func TestKernelHandlers(t *testing.T) {
-	// "sync": block in RECV with synchronous wake-up (Linux 6.6+);
+	// "agent": the path the agent's probes choose (block in RECV with
+	// synchronous wake-up where that is safe);
 	// "poll": the path older kernels take (poll for EPOLLIN/EPOLLHUP, then RECV).
-	for _, mode := range []string{"sync", "poll"} {
-		t.Run(mode, func(t *testing.T) { testKernelHandlers(t, mode == "sync") })
+	for _, mode := range []string{"agent", "poll"} {
+		t.Run(mode, func(t *testing.T) { testKernelHandlers(t, mode == "agent") })
 	}
 }
 
-func testKernelHandlers(t *testing.T, syncWakeUp bool) {
+func testKernelHandlers(t *testing.T, agentChoice bool) {
 	k, err := affinity.ProbeKernel("/")
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +361,7 @@ func testKernelHandlers(t *testing.T, syncWakeUp bool) {
 	goroutinesBefore := runtime.NumGoroutine()
 
 	c := startChild(t, "calls")
-	done := runLoop(c, newRegistry(t, lim, k, nil), syncWakeUp)
+	done := runLoop(c, newRegistry(t, lim, k, nil), agentChoice)
 	if err := c.cmd.Wait(); err != nil {
 		t.Fatalf("child: %v", err)
 	}
@@ -719,4 +741,68 @@ func TestKernelCompatI386(t *testing.T) {
 	if r := got["aff_128"]; len(r) != 3 || r[0] != strconv.Itoa(k.MaskSize) {
 		t.Errorf("sched_getaffinity(len 128) on i386: %q, want %d", r, k.MaskSize)
 	}
+}
+
+// TestKernelProbeFeatures runs the agent's start-up probes and checks what
+// can be checked independently; TestKernelLoopEndsWithContainer then proves
+// that the path they choose releases the loop when the container ends.
+func TestKernelProbeFeatures(t *testing.T) {
+	testenv.Require(t, seccompNotifySupported(), "kernel or libseccomp lacks seccomp user notification (needs Linux >= 5.0, libseccomp >= 2.5)")
+	f, err := features()
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	t.Logf("kernel features: %+v", f)
+	if f.X32 != notify.KernelRunsX32() {
+		t.Errorf("X32 %v, but the x32 getpid says %v", f.X32, notify.KernelRunsX32())
+	}
+	c := startChild(t, "hang")
+	defer func() {
+		c.cmd.Process.Kill()
+		c.cmd.Wait()
+		unix.Close(c.fd)
+	}()
+	if got := notify.EnableSyncWakeUp(c.fd); got != f.SyncWakeUp {
+		t.Errorf("SyncWakeUp %v, but SET_FLAGS on a listener says %v", f.SyncWakeUp, got)
+	}
+	if f.OrphanWakesRecv && !f.SyncWakeUp {
+		t.Logf("a blocked RECV is woken on orphaning although there is no sync wake-up: the loop polls anyway")
+	}
+}
+
+// TestKernelLoopEndsWithContainer: with the path the agent chooses, the
+// loop's goroutine (and the thread it holds in RECV or poll) and the
+// listener fd are released when the container's last task exits, with the
+// loop idle at that moment (the case 6.6-6.10 get wrong when blocking in
+// RECV).
+func TestKernelLoopEndsWithContainer(t *testing.T) {
+	k, err := affinity.ProbeKernel("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := features()
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	lim := fakeLimits{start: boottime(t)}
+	fdsBefore, goroutinesBefore := openFds(t), runtime.NumGoroutine()
+	c := startChild(t, "idle")
+	kern, blocks := f.KernelFor(c.fd)
+	t.Logf("features %+v: loop blocks in RECV: %v", f, blocks)
+	loop := &notify.Loop{Fd: c.fd, Container: &notify.Container{ID: "test", InitPid: c.cmd.Process.Pid},
+		Registry: newRegistry(t, lim, k, nil), Kernel: kern, Log: testLog()}
+	done := make(chan error, 1)
+	go func() { done <- loop.Run() }()
+	// The child answers one call, then sleeps until told to exit: the
+	// loop is idle in RECV (or poll) when the filter loses its user.
+	if _, err := c.stdin.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	c.stdin.Close()
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	waitLoop(t, done)
+	unix.Close(c.fd)
+	checkLeaks(t, fdsBefore, goroutinesBefore)
 }

@@ -128,8 +128,9 @@ func (l *Loop) Run() error {
 			// Stop's signal, or any other: look at the flag again.
 		case errors.Is(err, unix.ENOENT):
 			// The trapped task was killed or signalled before we read
-			// the notification, or (Linux 6.6+) the filter lost its last
-			// user and a blocked RECV was woken for it.
+			// the notification, or the filter lost its last user and
+			// the kernel woke a blocked RECV for it (where
+			// Features.OrphanWakesRecv).
 			if l.Kernel.HungUp(l.Fd) {
 				return nil
 			}

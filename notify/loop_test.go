@@ -6,6 +6,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/sirupsen/logrus"
@@ -207,5 +208,115 @@ func TestRunnableABIs(t *testing.T) {
 	}
 	if len(fk.sent) != 1 || fk.sent[0] != (notifResp{ID: 1, Flags: flagContinue}) {
 		t.Errorf("x32 sysinfo without x32: %+v, want continue", fk.sent)
+	}
+}
+
+// orphanedKernel is a listener whose container has ended: poll reports
+// EPOLLHUP at once; RECV returns ENOENT where the kernel wakes it on
+// orphaning, and on Linux 6.6-6.10 never returns (until release, for the
+// test's own cleanup).
+type orphanedKernel struct {
+	wakes   bool
+	recvs   chan struct{}
+	release chan struct{}
+}
+
+func (o *orphanedKernel) prims() Kernel {
+	return Kernel{
+		Recv: func(int, *notif) error {
+			o.recvs <- struct{}{}
+			if o.wakes {
+				return unix.ENOENT
+			}
+			<-o.release
+			return unix.EBADF
+		},
+		WaitReadable: func(int) (bool, error) { return true, nil },
+		HungUp:       func(int) bool { return true },
+	}
+}
+
+func runWithin(l *Loop, d time.Duration) (done bool, err error) {
+	c := make(chan error, 1)
+	go func() { c <- l.Run() }()
+	select {
+	case err := <-c:
+		return true, err
+	case <-time.After(d):
+		return false, nil
+	}
+}
+
+// The decision of Features.KernelFor against fake kernels: on 6.6-6.10
+// (sync wake-up accepted, an orphaned filter does not wake RECV) the loop
+// must poll, and then it ends with its container; blocking in RECV there
+// would hang, which the fake reproduces.
+func TestFeaturesKernelForOrphanedFilter(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	syncAccepted := func() bool { return true }
+	for _, tc := range []struct {
+		name      string
+		f         Features
+		wakes     bool
+		wantBlock bool
+	}{
+		{"6.6-6.10: poll before RECV", Features{SyncWakeUp: true, OrphanWakesRecv: false}, false, false},
+		{"6.11+: block in RECV", Features{SyncWakeUp: true, OrphanWakesRecv: true}, true, true},
+		{"before 6.6: poll", Features{}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := &orphanedKernel{wakes: tc.wakes, recvs: make(chan struct{}, 10), release: make(chan struct{})}
+			defer close(o.release)
+			enable := syncAccepted
+			if !tc.f.SyncWakeUp {
+				enable = func() bool { return false }
+			}
+			k, block := tc.f.kernelWith(o.prims(), enable)
+			if block != tc.wantBlock {
+				t.Fatalf("blocks in RECV: %v, want %v", block, tc.wantBlock)
+			}
+			l := &Loop{Fd: -1, Registry: NewRegistry(), Kernel: k, Log: logrus.NewEntry(log)}
+			done, err := runWithin(l, 5*time.Second)
+			if !done || err != nil {
+				t.Fatalf("loop did not end with its container (done %v, err %v)", done, err)
+			}
+		})
+	}
+	t.Run("the fake 6.6-6.10 kernel hangs a loop that blocks in RECV", func(t *testing.T) {
+		o := &orphanedKernel{recvs: make(chan struct{}, 10), release: make(chan struct{})}
+		k := o.prims()
+		k.WaitReadable = nil
+		l := &Loop{Fd: -1, Registry: NewRegistry(), Kernel: k, Log: logrus.NewEntry(log)}
+		c := make(chan error, 1)
+		go func() { c <- l.Run() }()
+		<-o.recvs
+		select {
+		case <-c:
+			t.Fatal("the loop ended although RECV never returned")
+		case <-time.After(50 * time.Millisecond):
+		}
+		close(o.release)
+		<-c
+	})
+}
+
+func TestParseProbe(t *testing.T) {
+	for _, tc := range []struct {
+		out         string
+		sync, wakes bool
+		ok          bool
+	}{
+		{"woken sync=1\n", true, true, true},
+		{"blocked sync=1\n", true, false, true},
+		{"blocked sync=0\n", false, false, true},
+		{"", false, false, false},
+		{"woken\n", false, false, false},
+		{"maybe sync=1", false, false, false},
+	} {
+		sync, wakes, err := parseProbe(tc.out)
+		if (err == nil) != tc.ok || sync != tc.sync || wakes != tc.wakes {
+			t.Errorf("parseProbe(%q) = %v, %v, %v", tc.out, sync, wakes, err)
+		}
 	}
 }

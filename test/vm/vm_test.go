@@ -69,8 +69,9 @@ const notifyRun = "^TestKernel"
 // notifyRequired must each report PASS in the VM on every run (the host
 // parses notify.out into "notify:<test>" results).
 var notifyRequired = []string{
-	"notify:TestKernelHandlers/sync", "notify:TestKernelHandlers/poll",
+	"notify:TestKernelHandlers/agent", "notify:TestKernelHandlers/poll",
 	"notify:TestKernelCallerKilledMidNotification",
+	"notify:TestKernelProbeFeatures", "notify:TestKernelLoopEndsWithContainer",
 	"notify:TestKernelCompatI386",
 	"notify:TestKernelWrites/sysinfo_straddle", "notify:TestKernelWrites/sysinfo_readonly",
 	"notify:TestKernelWrites/sysinfo_unmapped", "notify:TestKernelWrites/aff_straddle",
