@@ -22,9 +22,10 @@ type Features struct {
 	// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP is accepted (Linux 6.6+).
 	SyncWakeUp bool
 	// OrphanWakesRecv: a RECV that is blocked when the filter loses its
-	// last user returns. Linux 6.6 to 6.10 leave it blocked for good (the
-	// wake-up on orphaning reaches poll waiters only), so a loop blocked
-	// in RECV there would outlive its container with its thread and fd.
+	// last user returns. Older kernels leave it blocked for good (the
+	// wake-up on orphaning reaches poll waiters only; measured here on
+	// 6.1, reported for 6.6 to 6.10, woken on 6.18), so a loop blocked in
+	// RECV there would outlive its container with its thread and fd.
 	OrphanWakesRecv bool
 	// X32: the kernel executes x32 syscalls (see RunnableABIs).
 	X32 bool
@@ -51,6 +52,12 @@ func (f Features) kernelWith(k Kernel, enableSync func() bool) (Kernel, bool) {
 // child (see init) instead of its main.
 const probeChildEnv = "SECCOMPAGENT_NOTIFY_PROBE_CHILD"
 
+// probeWait is how long the child waits for the RECV to return after the
+// orphaning. Where the kernel wakes it, it returns within microseconds; a
+// wake-up that comes later than this (a starved machine) makes the verdict
+// "blocked", whose path (poll before RECV) is correct everywhere.
+const probeWait = 250 * time.Millisecond
+
 // The child's verdicts, one line on stdout.
 const (
 	probeWoken   = "woken"   // the blocked RECV returned after the orphaning
@@ -75,8 +82,8 @@ func init() {
 
 // ProbeFeatures probes the running kernel. The orphan wake-up probe runs in
 // a child process (this binary, re-executed): a RECV that the kernel never
-// wakes can only be ended by ending its process. It takes about a
-// millisecond where RECV is woken, a second where it is not. A probe that
+// wakes can only be ended by ending its process. It takes a few
+// milliseconds where RECV is woken, a quarter of a second more where not. A probe that
 // fails reports the feature absent, the side that is always correct (poll
 // before RECV; no x32 answers), with the error.
 func ProbeFeatures() (Features, error) {
@@ -117,7 +124,7 @@ func parseProbe(out string) (syncWakeUp, orphanWakes bool, err error) {
 // blocks in RECV on the listener with synchronous wake-up enabled where the
 // kernel has it, as the loop would. Then the first thread exits, which
 // orphans the filter (the listener reports EPOLLHUP), and the child watches
-// whether RECV returns within a second. The process exit that follows ends a
+// whether RECV returns within probeWait. The process exit that follows ends a
 // RECV that never returns.
 func orphanWakeChild() (string, error) {
 	type installed struct {
@@ -183,7 +190,7 @@ func orphanWakeChild() (string, error) {
 			return "", fmt.Errorf("RECV on the orphaned filter: %w", e)
 		}
 		verdict = probeWoken
-	case <-time.After(time.Second):
+	case <-time.After(probeWait):
 	}
 	s := "sync=0"
 	if syncOK {
