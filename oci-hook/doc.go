@@ -4,7 +4,9 @@
 // listenerPath.
 //
 // It must never weaken the existing profile: deny rules, defaultAction,
-// architectures and flags stay untouched, a call the profile does not allow
+// architectures and flags stay untouched (a flag may only be added:
+// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, where the caller found that kernel
+// and runtime take it), a call the profile does not allow
 // is left to the profile, and an allow rule with conditions becomes a notify
 // rule with the same conditions. It never notifies anything but the calls the
 // agent answers (never write(2)), never makes notify the defaultAction, and

@@ -29,6 +29,11 @@ type Modifier struct {
 	// means no LXCFS: containers asking for seccompagent.io/lxcfs=true
 	// are refused.
 	LXCFS LXCFS
+	// WaitKillableRecv adds FlagWaitKillableRecv to linux.seccomp.flags
+	// of an intercepted container. The caller decides (WaitKillableRecv
+	// probes the kernel and the runtime): a runtime that does not know the
+	// flag refuses to start the container.
+	WaitKillableRecv bool
 }
 
 // Result says what Modify did.
@@ -128,6 +133,11 @@ func (m Modifier) ModifyConfig(config []byte) ([]byte, Result, error) {
 		return nil, Result{}, err
 	}
 	res.Trapped, res.Warnings = mg.trapped, mg.warnings
+	if m.WaitKillableRecv && len(mg.trapped) > 0 {
+		if err := prof.addFlag(FlagWaitKillableRecv); err != nil {
+			return nil, Result{}, fmt.Errorf("parse OCI config: %w", err)
+		}
+	}
 
 	// Files: LXCFS's view of /proc and the CPU list, so that programs
 	// reading files agree with the syscalls the agent answers.

@@ -556,3 +556,76 @@ func list(v any) []any {
 	l, _ := v.([]any)
 	return l
 }
+
+// TestHookWaitKillableRecv: the flag is merged into linux.seccomp.flags
+// (kept flags, kept order, added once) when the caller decided so and a call
+// is trapped, and nothing else changes.
+func TestHookWaitKillableRecv(t *testing.T) {
+	base := func(seccomp string) []byte {
+		return []byte(`{"ociVersion":"1.0.2","annotations":{"seccompagent.io/enable":"true"},"process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},"linux":{"seccomp":` + seccomp + `}}`)
+	}
+	flagsOf := func(t *testing.T, out []byte) []specs.LinuxSeccompFlag {
+		t.Helper()
+		spec := parseSpec(t, out)
+		if spec.Linux == nil || spec.Linux.Seccomp == nil {
+			t.Fatal("no linux.seccomp")
+		}
+		return spec.Linux.Seccomp.Flags
+	}
+	const allow = `{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"]`
+	cases := []struct {
+		name    string
+		in      []byte
+		decided bool
+		want    []specs.LinuxSeccompFlag
+	}{
+		{"added to none", base(allow + `}`), true, []specs.LinuxSeccompFlag{FlagWaitKillableRecv}},
+		{"merged after the profile's own", base(allow + `,"flags":["SECCOMP_FILTER_FLAG_LOG"]}`), true,
+			[]specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_LOG", FlagWaitKillableRecv}},
+		{"already there", base(allow + `,"flags":["` + FlagWaitKillableRecv + `","SECCOMP_FILTER_FLAG_LOG"]}`), true,
+			[]specs.LinuxSeccompFlag{FlagWaitKillableRecv, "SECCOMP_FILTER_FLAG_LOG"}},
+		{"not decided: flags untouched", base(allow + `,"flags":["SECCOMP_FILTER_FLAG_LOG"]}`), false,
+			[]specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_LOG"}},
+		{"nothing trapped: no flag", base(`{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"]}`), true, nil},
+		{"no profile", base(`null`), true, []specs.LinuxSeccompFlag{FlagWaitKillableRecv}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mod := Modifier{WaitKillableRecv: tc.decided}
+			out, _, err := mod.ModifyConfig(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := flagsOf(t, out); !slices.Equal(got, tc.want) {
+				t.Errorf("flags %v, want %v", got, tc.want)
+			}
+			again, res, err := mod.ModifyConfig(out)
+			if err != nil || res.Changed || !bytes.Equal(again, out) {
+				t.Errorf("second run: changed %v, err %v; want the same bytes", res.Changed, err)
+			}
+		})
+	}
+}
+
+func TestRuntimeTakesWaitKillable(t *testing.T) {
+	runc115 := []byte(`{"ociVersionMin":"1.0.0","linux":{"seccomp":{"enabled":true,"actions":["SCMP_ACT_NOTIFY"]}}}`)
+	withFlag := []byte(`{"linux":{"seccomp":{"enabled":true,"supportedFlags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}}}`)
+	withoutFlag := []byte(`{"linux":{"seccomp":{"enabled":true,"supportedFlags":["SECCOMP_FILTER_FLAG_TSYNC"]}}}`)
+	for _, tc := range []struct {
+		name              string
+		features, version string
+		want              bool
+	}{
+		{"runc 1.1.5: no supportedFlags", string(runc115), "runc version 1.1.5\ncommit: v1.1.5\nspec: 1.0.2-dev\n", false},
+		{"features list the flag", string(withFlag), "runc version 1.5.0\n", true},
+		{"features list others only", string(withoutFlag), "crun version 1.20\n", false},
+		{"crun 1.8.1: no features command", "", "crun version 1.8.1\ncommit: f8a096be\nrundir: /run/crun\n", true},
+		{"crun 1.7", "", "crun version 1.7.2\n", false},
+		{"crun 2.0", "", "crun version 2.0\n", true},
+		{"unknown", "", "", false},
+	} {
+		if got, why := runtimeTakesWaitKillable([]byte(tc.features), []byte(tc.version)); got != tc.want {
+			t.Errorf("%s: %v (%s), want %v", tc.name, got, why, tc.want)
+		}
+	}
+}

@@ -210,6 +210,21 @@ func addNotify(p *profile, calls []string, socket string) (merged, error) {
 	return m, nil
 }
 
+// addFlag adds flag to linux.seccomp.flags, keeping the flags there (and
+// their order); a flag already there changes nothing.
+func (p *profile) addFlag(flag string) error {
+	var flags []specs.LinuxSeccompFlag
+	if err := decodeField(p.fields, "flags", &flags); err != nil {
+		return fmt.Errorf("linux.seccomp: %w", err)
+	}
+	if slices.Contains(flags, specs.LinuxSeccompFlag(flag)) {
+		return nil
+	}
+	p.fields["flags"] = mustEncode(append(flags, specs.LinuxSeccompFlag(flag)))
+	p.edited = true
+	return nil
+}
+
 func isAllow(a specs.LinuxSeccompAction) bool {
 	return a == specs.ActAllow || a == specs.ActLog
 }

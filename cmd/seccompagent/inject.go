@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -29,6 +30,7 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 		"host directory of the agent's view socket, bind-mounted read-only at "+ocihook.ContainerViewDir+"; default: view/ next to --socket; \"\" for none")
 	lxcfsDir := fs.String("lxcfs-dir", ocihook.DefaultLXCFSDir, "LXCFS mount whose /proc and CPU-list files the container gets (seccompagent.io/lxcfs=auto|true|false decides)")
 	force := fs.Bool("force-enable", false, "intercept even when the config says seccompagent.io/enable=false or SECCOMPAGENT_ENABLE=false")
+	runtime := fs.String("runtime", "runc", "the runtime (runc, crun or a path) that will start the bundle: decides whether "+ocihook.FlagWaitKillableRecv+" can be requested")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,7 +48,13 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mod := ocihook.Modifier{Socket: *socket, DefaultEnabled: true, ForceEnable: *force, ViewDir: *viewDir}
+	// The flag only where kernel and runtime both take it: a runtime that
+	// does not know it refuses to start the container.
+	killable, why := false, "runtime not found"
+	if rt, err := exec.LookPath(*runtime); err == nil {
+		killable, why = ocihook.WaitKillableRecv(rt)
+	}
+	mod := ocihook.Modifier{Socket: *socket, DefaultEnabled: true, ForceEnable: *force, ViewDir: *viewDir, WaitKillableRecv: killable}
 	if mod.WantsLXCFS(data) {
 		// A dead mount counts as absent; an unreadable mount table too.
 		if mod.LXCFS, err = ocihook.FindLXCFS("/proc", *lxcfsDir); err != nil {
@@ -77,6 +85,9 @@ func runInject(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: %s now answered by the agent at %s\n", path, strings.Join(res.Trapped, ", "), *socket)
 		if len(res.LXCFSMounts) > 0 {
 			fmt.Fprintf(stdout, "%s: %s now served by LXCFS at %s\n", path, strings.Join(res.LXCFSMounts, ", "), mod.LXCFS.Dir)
+		}
+		if !killable {
+			fmt.Fprintf(stdout, "%s: without %s (%s): a signal can interrupt a trapped call while its answer is written\n", path, ocihook.FlagWaitKillableRecv, why)
 		}
 	default:
 		fmt.Fprintf(stdout, "%s: already set up (%s via %s)\n", path, strings.Join(res.Trapped, ", "), *socket)

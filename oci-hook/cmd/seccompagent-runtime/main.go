@@ -80,7 +80,7 @@ func run(argv []string, stderr io.Writer, execve execFunc) int {
 		return 1
 	}
 	if inv.modifies() {
-		if err := prepare(inv, s, log); err != nil {
+		if err := prepare(inv, s, runtime, log); err != nil {
 			log.error(err.Error())
 			return 1
 		}
@@ -178,8 +178,15 @@ func findRuntime(name string) (string, error) {
 	return path, nil
 }
 
-// prepare edits the bundle's config.json for create and run.
-func prepare(inv *invocation, s settings, log *logger) error {
+// waitKillableRecv decides whether the runtime at path gets
+// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (a seam for tests).
+var waitKillableRecv = ocihook.WaitKillableRecv
+
+// prepare edits the bundle's config.json for create and run. When the kernel
+// and the real runtime support it, the filter is asked to wait killably
+// once a notification is received, so a signal cannot interrupt a call while
+// the agent writes its answer.
+func prepare(inv *invocation, s settings, runtime string, log *logger) error {
 	bundle := inv.bundle
 	if bundle == "" {
 		bundle = "."
@@ -213,6 +220,7 @@ func prepare(inv *invocation, s settings, log *logger) error {
 	if err != nil {
 		return fmt.Errorf("container %s (%s): %w", inv.container, path, err)
 	}
+
 	for _, w := range res.Warnings {
 		log.warn(fmt.Sprintf("container %s: %s", inv.container, w))
 	}
@@ -227,6 +235,12 @@ func prepare(inv *invocation, s settings, log *logger) error {
 			}
 			log.warn(msg)
 			return nil
+		}
+		// Ask the runtime only for a container that is intercepted.
+		if mod.WaitKillableRecv, _ = waitKillableRecv(runtime); mod.WaitKillableRecv {
+			if out, res, err = mod.ModifyConfig(data); err != nil {
+				return fmt.Errorf("container %s (%s): %w", inv.container, path, err)
+			}
 		}
 	}
 	if !res.Changed {
