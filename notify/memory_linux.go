@@ -20,7 +20,10 @@ var ErrKernelAnswers = errors.New("destination not writable by the agent: the ke
 // — unbounded work for a caller with many mappings, and a check that another
 // thread's mprotect can invalidate before the write. process_vm_writev pins
 // the destination pages with FOLL_WRITE only: the VMA permissions at the
-// moment of the write apply, as they do to copy_to_user.
+// moment of the write apply, as they do to copy_to_user. (Not to the
+// nanosecond: it checks them when it pins the pages, then drops mmap_lock and
+// copies, so an mprotect(PROT_READ) that completes in that gap of a few
+// hundred nanoseconds does not stop the copy; TestKernelWrites measures it.)
 //
 // Where the two still differ, the write fails or comes up short and the
 // caller answers Continue, so the kernel itself produces its exact result:
@@ -35,14 +38,17 @@ var ErrKernelAnswers = errors.New("destination not writable by the agent: the ke
 //     answer that is both possible and exact).
 //
 // The id is validated right before the write. While a notification is valid
-// its thread is blocked in the filter, alive, and so keeps its tid; a tid
-// freed afterwards is not handed out again until the pid allocator has cycled
-// through the namespace's pid_max (pids are allocated cyclically), which
-// cannot happen between two consecutive syscalls of this thread. What remains
-// is a window of one syscall: a thread killed (a fatal signal, or another
-// thread's execve taking over the leader's tid) right after the check. The
-// check also narrows the signal race: a caller interrupted by a non-fatal
-// signal withdraws its notification, and the write is skipped.
+// its thread is blocked in the filter, alive, and so keeps its tid. Once it
+// is gone its tid could name another task only after the pid allocator,
+// which hands out pids cyclically, has come round the whole pid_max range of
+// the namespace: not within the one syscall between the check and the write.
+// What remains is that one-syscall window: a thread killed right after the
+// check (a fatal signal; or another thread's execve, which takes over the
+// leader's tid, and the write would reach the new image), and a thread
+// interrupted by a non-fatal signal right after it (without
+// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV), whose call returns EINTR while the
+// answer is written. The check makes each a race against one syscall instead
+// of against the whole computation.
 type vmWriter struct {
 	tid int
 	// fd and id name the notification; idValid is the loop's Kernel seam

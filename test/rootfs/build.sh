@@ -80,6 +80,14 @@ build_static gcc affinity32 affinity.c -m32 -pthread
 # timens: sysinfo uptime in a time namespace.
 build_static musl-gcc timens timens.c
 
+# storm: the signal-storm test's caller (test/probe/storm.c).
+storm_src="$here/../probe/storm.c"
+if [ ! -x "$out/storm" ] || [ "$storm_src" -nt "$out/storm" ]; then
+	musl-gcc -static -O2 -Wall -o "$out/storm.tmp" "$storm_src" ||
+		die "musl-gcc failed to build $storm_src"
+	mv -f "$out/storm.tmp" "$out/storm"
+fi
+
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$out/etc/passwd.tmp"
 mv -f "$out/etc/passwd.tmp" "$out/etc/passwd"
 printf 'root:x:0:\n' >"$out/etc/group.tmp"

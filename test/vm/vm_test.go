@@ -50,6 +50,7 @@ var defaultGroups = []string{
 	"^TestExecWithAgent$/^crun$",
 	"^(TestNestedCgroup|TestLiveUpdate)$",
 	"^(TestCPUsAnnotation|TestHostileConnections)$",
+	"^TestSignalStorm$",
 	"^(TestRestart|TestRestartMidNotification|TestHolderKilled|TestCreatedWhileAgentDown|TestSystemdFDStore)$",
 	"^TestSeccompagentExec$",
 	// pid≠0 through /proc NSpid (6.1 has no NS_GET_PID_FROM_PIDNS), i386
@@ -88,6 +89,7 @@ var required = []string{
 	"TestExecWithAgent/runc", "TestExecWithAgent/crun",
 	"TestNestedCgroup", "TestLiveUpdate/runc", "TestLiveUpdate/crun",
 	"TestCPUsAnnotation", "TestHostileConnections",
+	"TestSignalStorm/runc", "TestSignalStorm/crun",
 	"TestRestart/sigkill", "TestRestart/sigterm", "TestRestart/upgrade",
 	"TestRestartMidNotification/runc", "TestRestartMidNotification/crun",
 	"TestHolderKilled", "TestCreatedWhileAgentDown/runc", "TestCreatedWhileAgentDown/crun",
