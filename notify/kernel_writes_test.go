@@ -282,7 +282,7 @@ func writesPhaseRun(page int, aff int) (writesPhase, error) {
 // raceRun calls sysinfo into a fresh page while another thread flips it
 // read-only after a random delay, spread over the duration of one call.
 func raceRun(page int) (raceCase, error) {
-	const iterations = 2000
+	const iterations = 1000
 	m, err := unix.Mmap(-1, 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return raceCase{}, err
