@@ -16,8 +16,12 @@ import (
 // KernelCmdline: serial console, cgroup v1 disabled entirely (a pure v2
 // host), qemu exits on a panic (panic=-1 reboots at once, -no-reboot turns
 // that into an exit). mitigations=off saves emulated cycles on every
-// syscall of a throwaway test VM.
-const KernelCmdline = "console=ttyS0 cgroup_no_v1=all panic=-1 mitigations=off"
+// syscall of a throwaway test VM. syscall.x32=y and secretmem.enable=1 turn
+// on what Debian's 6.1 builds in but leaves off by default (the x32 ABI,
+// memfd_secret), so that the notify kernel tests compare the agent with a
+// kernel that has them, where the host (6.18, no x32 ABI) covers the other
+// side.
+const KernelCmdline = "console=ttyS0 cgroup_no_v1=all panic=-1 mitigations=off syscall.x32=y secretmem.enable=1"
 
 // BootOptions describe one VM run.
 type BootOptions struct {

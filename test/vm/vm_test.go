@@ -79,6 +79,7 @@ var notifyRequired = []string{
 	"notify:TestKernelWrites/sysinfo_below_stack", "notify:TestKernelWrites/sysinfo_maps60k",
 	"notify:TestKernelWrites/maps60k_agent_answer", "notify:TestKernelWrites/readonly_race",
 	"notify:TestKernelWrites/sysinfo_x32", "notify:TestKernelWrites/x32_agent_answer",
+	"notify:TestKernelWrites/sysinfo_memfd_secret",
 }
 
 // required must each report PASS (not SKIP) with the default selection.
