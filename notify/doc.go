@@ -10,6 +10,12 @@
 // panic or write that did not complete is answered with
 // SECCOMP_USER_NOTIF_FLAG_CONTINUE so the caller gets the kernel's real answer.
 //
+// What the kernel does is probed once at start-up, never read from its
+// version (ProbeFeatures): x32 execution, synchronous wake-up, and whether a
+// RECV blocked when the container ends is woken (else the loop polls before
+// each RECV). The orphan wake-up probe re-executes the running binary; this
+// package's init runs the probe's child when the environment asks for it.
+//
 // It must never hand the raw listener fd to a handler, never answer with an
 // errno the real syscall could not return, and never spin on a dead fd.
 package notify
