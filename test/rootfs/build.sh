@@ -6,7 +6,7 @@
 # OUTDIR gets: /bin/busybox (Debian's static busybox) with applet symlinks,
 # /probe (test/probe/probe.c built static with musl-gcc), /glibc-probe (the
 # same source built static with gcc: glibc reads sysfs for its CPU count and
-# asks sysinfo for memory), /dstate, /hammer, /affinity and /affinity32
+# asks sysinfo for memory), /dstate, /hammer, /storm, /affinity and /affinity32
 # (x86_64 and i386), /timens (test/probe/*.c), empty mount points (/proc /sys
 # /dev /tmp) and an /etc/passwd with root. Needs the Debian packages
 # busybox-static, musl-tools, gcc and gcc-multilib (`make deps` installs them).
@@ -80,13 +80,8 @@ build_static gcc affinity32 affinity.c -m32 -pthread
 # timens: sysinfo uptime in a time namespace.
 build_static musl-gcc timens timens.c
 
-# storm: the signal-storm test's caller (test/probe/storm.c).
-storm_src="$here/../probe/storm.c"
-if [ ! -x "$out/storm" ] || [ "$storm_src" -nt "$out/storm" ]; then
-	musl-gcc -static -O2 -Wall -o "$out/storm.tmp" "$storm_src" ||
-		die "musl-gcc failed to build $storm_src"
-	mv -f "$out/storm.tmp" "$out/storm"
-fi
+# storm: the signal-storm test's caller.
+build_static musl-gcc storm storm.c
 
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$out/etc/passwd.tmp"
 mv -f "$out/etc/passwd.tmp" "$out/etc/passwd"
