@@ -13,7 +13,7 @@ DEB_PACKAGES := gcc gcc-multilib make pkg-config libseccomp-dev runc crun jq mus
 	dpkg-dev python3 nodejs openjdk-17-jre-headless podman containerd docker.io netavark \
 	qemu-system-x86 linux-image-amd64 kmod lxcfs
 
-.PHONY: all deps build test demo consumers lint clean
+.PHONY: all deps build test demo consumers bench lint clean
 
 all: build
 
@@ -51,6 +51,11 @@ test: build lint
 
 demo: deps
 	$(GO) run ./test/demo
+
+# Speed and fairness against a minimal C supervisor measured in the same run
+# (test/bench): prints one table, asserts nothing. Not part of `make test`.
+bench: deps
+	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 # What real programs see, with and without the agent: regenerates test/consumers.md.
 consumers: deps
