@@ -1,16 +1,29 @@
 package limits
 
 import (
+	"errors"
 	"io/fs"
 	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// readFile reads a small kernel file (cgroup or /proc) with raw syscalls.
-// The agent reads a dozen of these per trapped call; os.ReadFile's extra
-// fstat, poller check and allocation double the cost of each.
+// readFile reads a small kernel file (cgroup, /proc or /sys) with raw
+// syscalls. The agent reads several of these per trapped call, and opening
+// one (a path walk through cgroupfs or procfs) costs several times reading
+// it: files on those filesystems are therefore kept open (see openFiles)
+// and read again with pread at offset 0, which makes the kernel render them
+// afresh (seq_read_iter restarts at the first record for a read at 0).
 func readFile(path string) ([]byte, error) {
+	if f := openFiles.get(path); f != nil {
+		b, err := preadAll(f.fd, path)
+		openFiles.release(f, gone(err))
+		if !gone(err) {
+			return b, err
+		}
+		// The cgroup or task this fd was opened on is gone; the path
+		// may name a new one now: open it again.
+	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	for err == unix.EINTR {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -18,7 +31,22 @@ func readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer unix.Close(fd)
+	b, err := preadAll(fd, path)
+	if err != nil || !openFiles.add(path, fd) {
+		unix.Close(fd)
+	}
+	return b, err
+}
+
+// gone reports a read error that means the file's object no longer exists
+// (the validity the kernel vouches for): ENODEV from a removed cgroup's
+// kernfs node, ESRCH from a /proc/<pid> file whose task has exited (the fd
+// holds that task's struct pid, never a later task with the same number).
+func gone(err error) bool {
+	return errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ESRCH)
+}
+
+func preadAll(fd int, path string) ([]byte, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := (*bp)[:0]
@@ -26,7 +54,7 @@ func readFile(path string) ([]byte, error) {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		n, err := unix.Pread(fd, buf[len(buf):cap(buf)], int64(len(buf)))
 		if err == unix.EINTR {
 			continue
 		}
@@ -56,3 +84,89 @@ func statIdentity(dir string) (cgroupKey, error) {
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// maxOpenFiles bounds the fds kept open: a few per container cgroup level
+// and one /proc/<tid>/cgroup per calling thread.
+const maxOpenFiles = 2048
+
+// openFiles keeps cgroupfs, procfs and sysfs files open by path. Only
+// those: there an open fd either reads its own object afresh or fails
+// (ENODEV, ESRCH) once the object is gone, so a cached fd can never read a
+// different cgroup or task than a fresh open would, except one that
+// replaced it at the same path, which gone() catches. A regular file (test
+// fixtures) could be replaced by a rename and is never kept.
+var openFiles = fileTable{m: map[string]*openFile{}}
+
+type openFile struct {
+	fd   int
+	refs int  // readers using fd right now
+	dead bool // evicted or gone: close when the last reader is done
+}
+
+type fileTable struct {
+	mu sync.Mutex
+	m  map[string]*openFile
+}
+
+func (t *fileTable) get(path string) *openFile {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.m[path]
+	if f != nil {
+		f.refs++
+	}
+	return f
+}
+
+func (t *fileTable) release(f *openFile, drop bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if drop && !f.dead {
+		f.dead = true
+		for p, g := range t.m {
+			if g == f {
+				delete(t.m, p)
+				break
+			}
+		}
+	}
+	if f.refs--; f.refs == 0 && f.dead {
+		unix.Close(f.fd)
+	}
+}
+
+// add keeps fd open under path if it is on a kernel filesystem; it reports
+// whether the table took the fd.
+func (t *fileTable) add(path string, fd int) bool {
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) != nil {
+		return false
+	}
+	switch st.Type {
+	case unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC, unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC:
+	default:
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.m[path]; ok {
+		return false // another reader opened it meanwhile
+	}
+	if len(t.m) >= maxOpenFiles {
+		// Evict a few at random (map order): tasks that exited and
+		// cgroups that were removed are the bulk of a full table.
+		n := 0
+		for p, g := range t.m {
+			delete(t.m, p)
+			g.dead = true
+			if g.refs == 0 {
+				unix.Close(g.fd)
+			}
+			if n++; n == 64 {
+				break
+			}
+		}
+	}
+	t.m[path] = &openFile{fd: fd}
+	return true
+}
