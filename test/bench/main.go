@@ -369,7 +369,7 @@ func (b *bench) threads() error {
 	}
 	q := eight / one
 	b.add(row{figure: "agent, 8 threads of one container: sysinfo calls/s", value: fmt.Sprintf("%.1fk/s", eight/1000),
-		ref: fmt.Sprintf("%.1fk/s 1 thread (C ref 8 threads %.1fk/s)", one/1000, refEight/1000),
+		ref:   fmt.Sprintf("%.1fk/s 1 thread (C ref 8 threads %.1fk/s)", one/1000, refEight/1000),
 		ratio: ratio(q), target: "≥ 1.5×", ok: verdict(q >= 1.5)})
 	return nil
 }
