@@ -15,6 +15,8 @@
 // any process (a container included) reads its own limits; the kernel
 // names the peer (SO_PEERCRED) and nothing the peer sends is ever read
 // (docs/view.md).
+// budget.go — receivers per listener and the per-container CPU budget;
+// attach.go — how many connections attach at once.
 //
 // cmd/seccompagent only parses flags, configures logging and calls Run or
 // RunHolder. This package must never answer a notification itself (that is

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -41,6 +42,11 @@ type journal struct {
 	mu   sync.Mutex
 	free []int // free slot indexes
 	used map[int]bool
+	// tagged are the slots a previous agent left with a listener's key,
+	// by key, until that listener is adopted (claim, orphanSlots) or
+	// known gone (dropTagged): its loop's main slot and the slots of its
+	// helper receivers (notify.HelperJournal).
+	tagged map[uint64][]int
 }
 
 func newJournal() (*journal, error) {
@@ -80,6 +86,14 @@ func openJournal(fd int) (*journal, error) {
 		unix.Munmap(j.mem)
 		return nil, errors.New("journal has an unknown format version")
 	}
+	// Keep every slot a previous agent used out of alloc's reach until
+	// its listener has been adopted and its notification answered.
+	for i := 0; i < journalSlots; i++ {
+		if k := atomic.LoadUint64(j.keyWord(i)); k != 0 {
+			j.used[i] = true
+			j.tagged[k] = append(j.tagged[k], i)
+		}
+	}
 	return j, nil
 }
 
@@ -88,7 +102,7 @@ func mapJournal(fd int) (*journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("map journal: %w", err)
 	}
-	j := &journal{fd: fd, mem: mem, used: map[int]bool{}}
+	j := &journal{fd: fd, mem: mem, used: map[int]bool{}, tagged: map[uint64][]int{}}
 	return j, nil
 }
 
@@ -110,7 +124,14 @@ func (j *journal) keyWord(i int) *uint64 {
 func (j *journal) claim(slot int, key uint64) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if slot < 0 || slot >= journalSlots || j.used[slot] {
+	if slot < 0 || slot >= journalSlots {
+		return false
+	}
+	if i := slices.Index(j.tagged[key], slot); i >= 0 {
+		j.tagged[key] = slices.Delete(j.tagged[key], i, i+1)
+		return true // left by the previous agent for this very listener
+	}
+	if j.used[slot] {
 		return false
 	}
 	j.used[slot] = true
@@ -171,14 +192,51 @@ func (j *journal) last(slot int, key uint64) (notify.Pending, bool) {
 	return notify.DecodePending(j.slot(slot))
 }
 
-// slotJournal is the notify.Journal of one listener.
+// orphanSlots hands over the other slots a previous agent left for listener
+// key (its helper receivers'); the caller answers what they hold and
+// releases them.
+func (j *journal) orphanSlots(key uint64) []int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	slots := j.tagged[key]
+	delete(j.tagged, key)
+	return slots
+}
+
+// dropTagged frees the slots of listeners that were not handed over (their
+// containers are gone, and with them every caller those slots could hold).
+func (j *journal) dropTagged() {
+	j.mu.Lock()
+	var slots []int
+	for _, s := range j.tagged {
+		slots = append(slots, s...)
+	}
+	clear(j.tagged)
+	j.mu.Unlock()
+	for _, s := range slots {
+		j.release(s)
+	}
+}
+
+// slotJournal is the notify.Journal of one listener: its main slot, and a
+// slot of its own for each helper receiver, tagged with the listener's key
+// so that the next agent finds them.
 type slotJournal struct {
 	j    *journal
 	slot int
+	key  uint64
 }
 
 func (s slotJournal) RecvBuffer() []byte { return s.j.slot(s.slot)[:slotKeyOffset] }
 
 func (s slotJournal) Received(*notify.Pending) {}
 
-var _ notify.Journal = slotJournal{}
+func (s slotJournal) HelperBuffer() ([]byte, func(), bool) {
+	slot := s.j.alloc(s.key)
+	if slot < 0 {
+		return nil, nil, false
+	}
+	return s.j.slot(slot)[:slotKeyOffset], func() { s.j.release(slot) }, true
+}
+
+var _ notify.HelperJournal = slotJournal{}

@@ -44,9 +44,12 @@ type Config struct {
 	// ProcRoot is the procfs mount ("/proc").
 	ProcRoot string
 	// FSRoot is the root under which cgroup mounts and /sys are found ("/").
-	FSRoot  string
-	Version string
-	Log     *logrus.Entry
+	FSRoot string
+	// NoSyncWakeUp keeps the loops on the path of kernels without
+	// synchronous wake-up (poll, then RECV) even where it exists.
+	NoSyncWakeUp bool
+	Version      string
+	Log          *logrus.Entry
 }
 
 // Server is one running agent.
@@ -57,6 +60,14 @@ type Server struct {
 	kernel affinity.Kernel
 	inits  initPids
 	loads  *loadavg.Sampler
+	// budgets bound the agent time each container's calls take.
+	budgets budgets
+	// poller holds idle listeners on kernels without synchronous
+	// wake-up (made with the first such listener).
+	pollerOnce sync.Once
+	poller     *notify.Poller
+	// attaching bounds the connections decoded and attached at once.
+	attaching chan struct{}
 
 	journal *journal
 	ln      *net.UnixListener
@@ -107,7 +118,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Log.WithError(err).Warn("kernel probe failed: polling before every receive")
 	}
 	cfg.Log.WithField("features", fmt.Sprintf("%+v", features)).Info("kernel notify features")
-	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, hfd: -1,
+	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, hfd: -1, attaching: attachSlots(),
 		attached: map[uint64]*attached{}, stopCh: make(chan string, 1), features: features,
 		loads: &loadavg.Sampler{ProcRoot: cfg.ProcRoot, Resolve: reader.LoadCgroup, Log: cfg.Log}}, nil
 }
@@ -369,6 +380,7 @@ func (s *Server) setUp(entries []entry) error {
 	for _, e := range listeners {
 		s.adopt(e)
 	}
+	s.journal.dropTagged()
 	return nil
 }
 
@@ -389,17 +401,33 @@ func (s *Server) adopt(e entry) {
 		meta.Slot = -1
 	}
 	claimed := meta.Slot >= 0 && s.journal.claim(meta.Slot, e.key)
-	var orphan *notify.Pending
+	var orphans []orphan
 	if claimed {
 		if p, ok := s.journal.last(meta.Slot, e.key); ok {
-			orphan = &p
+			orphans = append(orphans, orphan{p: p, slot: -1})
 		}
-	} else {
+	}
+	// The slots of the previous agent's helper receivers for it.
+	for _, slot := range s.journal.orphanSlots(e.key) {
+		p, ok := s.journal.last(slot, e.key)
+		if !ok {
+			p.ID = 0
+		}
+		orphans = append(orphans, orphan{p: p, slot: slot})
+	}
+	if !claimed {
 		meta.Slot = s.journal.alloc(e.key)
 		b, _ := json.Marshal(meta)
 		s.send(frame{Op: "put", Kind: kindListener, Key: e.key, Meta: b}, e.fd)
 	}
-	s.start(e.key, e.fd, meta, orphan)
+	s.start(e.key, e.fd, meta, orphans)
+}
+
+// orphan is a notification a dead agent's receiver left in a journal slot
+// (slot ≥ 0: a helper's, released once answered).
+type orphan struct {
+	p    notify.Pending
+	slot int
 }
 
 // recoverOrphans answers the notification of a listener that a dead agent
@@ -407,16 +435,18 @@ func (s *Server) adopt(e entry) {
 // a notification valid (ID_VALID) only while it is received and unanswered,
 // and nobody else receives on the listener before this returns, so a valid
 // id there is exactly such an orphan; it gets the answer it would have got.
-func (s *Server) recoverOrphans(a *attached, last *notify.Pending, log *logrus.Entry) {
-	if last == nil || !notify.IDValid(a.fd, last.ID) {
-		return
+func (s *Server) recoverOrphans(a *attached, orphans []orphan, log *logrus.Entry) {
+	for _, o := range orphans {
+		if o.p.ID != 0 && notify.IDValid(a.fd, o.p.ID) {
+			log.WithField("id", o.p.ID).Info("answering a notification the previous agent received and never answered")
+			a.loop.Answer(&o.p)
+		}
+		s.journal.release(o.slot)
 	}
-	log.WithField("id", last.ID).Info("answering a notification the previous agent received and never answered")
-	a.loop.Answer(last)
 }
 
 // start runs the loop for one listener.
-func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pending) {
+func (s *Server) start(key uint64, fd int, meta listenerMeta, orphans []orphan) {
 	st := meta.State.State
 	c := &notify.Container{ID: st.ID, InitPid: st.Pid, Annotations: st.Annotations}
 	if c.InitPid == 0 {
@@ -432,7 +462,7 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pen
 		unregister = s.loads.Register(c.InitPid)
 	}
 	log := s.log.WithFields(logrus.Fields{"container": c.ID, "pid": meta.State.Pid, "status": st.Status})
-	a := &attached{key: key, fd: fd, meta: meta, loop: s.newLoop(fd, c, meta.Slot, log)}
+	a := &attached{key: key, fd: fd, meta: meta, loop: s.newLoop(key, fd, c, meta.Slot, log)}
 	s.mu.Lock()
 	s.attached[key] = a
 	s.mu.Unlock()
@@ -440,7 +470,7 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pen
 	s.started.Add(1)
 	go func() {
 		defer s.loops.Done()
-		s.recoverOrphans(a, orphan, log)
+		s.recoverOrphans(a, orphans, log)
 		log.WithFields(logrus.Fields{"since": meta.Since.Format(time.RFC3339)}).Info("container attached")
 		s.started.Done()
 		err := a.loop.Run()
@@ -453,6 +483,7 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pen
 		s.mu.Lock()
 		delete(s.attached, key)
 		s.mu.Unlock()
+		s.budgets.release(c.ID)
 		if c.InitPid != 0 && st.Pid != 0 {
 			s.inits.remove(c.ID, c.InitPid)
 		}
@@ -464,7 +495,7 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pen
 	}()
 }
 
-func (s *Server) newLoop(fd int, c *notify.Container, slot int, log *logrus.Entry) *notify.Loop {
+func (s *Server) newLoop(key uint64, fd int, c *notify.Container, slot int, log *logrus.Entry) *notify.Loop {
 	policy, err := affinity.ParsePolicy(c.Annotations[affinity.Annotation])
 	if err != nil {
 		log.WithError(err).Warn("ignoring annotation, using quota")
@@ -479,10 +510,23 @@ func (s *Server) newLoop(fd int, c *notify.Container, slot int, log *logrus.Entr
 		// answered CONTINUE then, which is the kernel's answer.
 		log.WithError(regErr).Error("cannot resolve syscall numbers")
 	}
-	kern, _ := s.features.KernelFor(fd)
-	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: kern, Log: log}
+	kern, syncWake := notify.KernelFor(false), false
+	if !s.cfg.NoSyncWakeUp {
+		kern, syncWake = s.features.KernelFor(fd)
+	}
+	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: kern, Log: log,
+		Receivers: receiversPerListener, Budget: s.budgets.acquire(c.ID, c.InitPid, s.reader)}
+	if !syncWake {
+		s.pollerOnce.Do(func() {
+			var err error
+			if s.poller, err = notify.NewPoller(); err != nil {
+				s.log.WithError(err).Warn("no shared poller: every idle listener keeps a thread")
+			}
+		})
+		loop.Poller = s.poller
+	}
 	if slot >= 0 {
-		loop.Journal = testStall(slotJournal{j: s.journal, slot: slot}, log)
+		loop.Journal = testStall(slotJournal{j: s.journal, slot: slot, key: key}, log)
 	}
 	return loop
 }
@@ -648,6 +692,10 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		conn.Close()
 		return
 	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	awaitData(conn)
+	s.attaching <- struct{}{}
+	defer func() { <-s.attaching }()
 	rcv, err := notify.ReceiveState(conn, 5*time.Second)
 	conn.Close()
 	if errors.Is(err, notify.ErrNoData) {

@@ -41,6 +41,10 @@ type Kernel struct {
 	// HungUp reports, without blocking, whether every task using the
 	// filter is gone (EPOLLHUP, Linux 5.8+).
 	HungUp func(fd int) bool
+	// Poll waits up to timeout ms (-1: forever, 0: not at all) for a
+	// notification or a hang-up; EINTR is returned. Nil means the loop
+	// runs one receiver only.
+	Poll func(fd int, timeout int) (readable, hup bool, err error)
 }
 
 func ioctlPtr(fd int, req uint, p unsafe.Pointer) error {
@@ -106,6 +110,18 @@ func kernelWaitReadable(fd int) (bool, error) {
 	return rev&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0, nil
 }
 
+func kernelPoll(fd int, timeout int) (readable, hup bool, err error) {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if _, err := unix.Poll(fds, timeout); err != nil {
+		return false, false, err
+	}
+	rev := fds[0].Revents
+	if rev&unix.POLLIN != 0 {
+		return true, false, nil
+	}
+	return false, rev&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0, nil
+}
+
 // EnableSyncWakeUp asks the kernel (Linux 6.6+, SECCOMP_IOCTL_NOTIF_SET_FLAGS)
 // to wake the receiver on the trapped thread's CPU and switch to it at once:
 // the round trip drops from tens of microseconds to a few. It reports whether
@@ -129,7 +145,7 @@ func KernelFor(blockInRecv bool) Kernel {
 
 func realKernel() Kernel {
 	return Kernel{Recv: kernelRecv, IDValid: kernelIDValid, Send: kernelSend, HungUp: kernelHungUp,
-		WaitReadable: kernelWaitReadable}
+		WaitReadable: kernelWaitReadable, Poll: kernelPoll}
 }
 
 // x32SyscallBit is __X32_SYSCALL_BIT (arch/x86/include/uapi/asm/unistd.h).

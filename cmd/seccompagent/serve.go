@@ -36,6 +36,7 @@ func runServe(args []string, _, stderr io.Writer) error {
 	format := fs.String("log-format", "text", "log format: text or json")
 	procRoot := fs.String("proc", "/proc", "procfs mount to read processes from")
 	fsRoot := fs.String("root", "/", "root under which cgroup mounts and /sys are found")
+	syncWake := fs.Bool("sync-wake-up", true, "use synchronous wake-up where the kernel has it (Linux 6.6+); false takes the older kernels' path (make bench compares both)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,7 +47,8 @@ func runServe(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := agent.Config{Socket: *socket, ViewSocket: *viewSocket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger)}
+	cfg := agent.Config{Socket: *socket, ViewSocket: *viewSocket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger),
+		NoSyncWakeUp: !*syncWake}
 	if *afterHandover != "exit" && *afterHandover != "wait" {
 		return fmt.Errorf("--after-handover %q: want exit or wait", *afterHandover)
 	}

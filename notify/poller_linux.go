@@ -1,0 +1,112 @@
+package notify
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Poller waits for many idle listeners with one thread (epoll), for loops on
+// the path of kernels without synchronous wake-up (Kernel.WaitReadable
+// set): there every RECV follows a poll anyway, so an idle listener need not
+// keep a thread blocked in poll(2) of its own. A loop parks its listener
+// here after hotFor without a notification; a thousand idle containers then
+// cost one thread, not a thousand.
+//
+// With synchronous wake-up a loop does not use it: the kernel hands the
+// trapped thread's CPU only to a receiver already asleep in RECV, so that
+// path keeps one thread per listener (see KernelFor).
+type Poller struct {
+	epfd int
+
+	mu      sync.Mutex
+	waiters map[int32]chan uint32 // fd -> where its next event goes
+}
+
+// hotFor is how long a loop keeps polling its listener on a thread of its
+// own after a notification before it parks it in the Poller: callers that
+// call again soon (a loop, a burst) skip the Poller's hand-off.
+const hotFor = 50 // ms
+
+// NewPoller starts the Poller's thread. It lives as long as the process.
+func NewPoller() (*Poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	p := &Poller{epfd: epfd, waiters: map[int32]chan uint32{}}
+	go p.run()
+	return p, nil
+}
+
+func (p *Poller) run() {
+	runtime.LockOSThread() // always blocked in epoll_wait: one thread, kept
+	events := make([]unix.EpollEvent, 128)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			panic(fmt.Sprintf("seccompagent: epoll_wait on the listener poller: %v", err))
+		}
+		p.mu.Lock()
+		for _, ev := range events[:n] {
+			if ch := p.waiters[ev.Fd]; ch != nil {
+				delete(p.waiters, ev.Fd)
+				ch <- ev.Events // buffered: never blocks
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// Wait blocks until fd has a notification or hung up (EPOLLHUP: every task
+// using the filter is gone), or quit is closed (woken=false). One waiter per
+// fd at a time.
+func (p *Poller) Wait(fd int, quit <-chan struct{}) (hup, woken bool, err error) {
+	ch := make(chan uint32, 1)
+	p.mu.Lock()
+	p.waiters[int32(fd)] = ch
+	p.mu.Unlock()
+	// One-shot: the registration fires once and stays disarmed until the
+	// next Wait arms it again, so a busy listener never wakes this thread
+	// while its loop is receiving on a thread of its own.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
+	err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+	if errors.Is(err, unix.ENOENT) {
+		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	}
+	if err != nil {
+		p.drop(fd, ch)
+		return false, false, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	select {
+	case rev := <-ch:
+		return rev&unix.EPOLLIN == 0 && rev&(unix.EPOLLHUP|unix.EPOLLERR) != 0, true, nil
+	case <-quit:
+		p.drop(fd, ch)
+		return false, false, nil
+	}
+}
+
+func (p *Poller) drop(fd int, ch chan uint32) {
+	p.mu.Lock()
+	if p.waiters[int32(fd)] == ch {
+		delete(p.waiters, int32(fd))
+	}
+	p.mu.Unlock()
+}
+
+// Forget removes fd from the epoll set; call it before fd is closed. (An
+// epoll registration outlives the fd while another process, such as the
+// holder, keeps the same open file, and the fd number may be reused.)
+func (p *Poller) Forget(fd int) {
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	p.mu.Lock()
+	delete(p.waiters, int32(fd))
+	p.mu.Unlock()
+}

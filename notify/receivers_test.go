@@ -1,0 +1,149 @@
+package notify_test
+
+import (
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/seccompagent/seccompagent/notify"
+	"github.com/seccompagent/seccompagent/test/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// TestKernelReceivers runs a program whose threads all call sysinfo at once
+// against a loop with one receiver and with four, in both wake-up modes,
+// and without synchronous wake-up also with the listener parked in a
+// shared Poller while idle.
+// The handler takes a few milliseconds, so calls pile up in the kernel's
+// queue: one receiver must answer them strictly one at a time, four must
+// overlap (never more than four), every call must succeed, and the loop
+// (with its helpers) must end when the program does.
+func TestKernelReceivers(t *testing.T) {
+	gcc := testenv.RequireCommand(t, "gcc")
+	bin := t.TempDir() + "/threads"
+	if out, err := exec.Command(gcc, "-O2", "-pthread", "-o", bin, "testdata/threads.c").CombinedOutput(); err != nil {
+		t.Fatalf("build testdata/threads.c: %v\n%s", err, out)
+	}
+	poller, err := notify.NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"sync", "poll", "poller"} {
+		for _, receivers := range []int{1, 4} {
+			t.Run(mode+"/"+string(rune('0'+receivers)), func(t *testing.T) {
+				var inflight, peak, calls atomic.Int32
+				reg := notify.NewRegistry()
+				if err := reg.Register("sysinfo", notify.HandlerFunc(func(*notify.Request) notify.Response {
+					n := inflight.Add(1)
+					for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+					}
+					calls.Add(1)
+					time.Sleep(3 * time.Millisecond)
+					inflight.Add(-1)
+					return notify.Continue() // the kernel's own answer
+				})); err != nil {
+					t.Fatal(err)
+				}
+				c := startChild(t, "exec:"+bin)
+				syncWake := mode == "sync" && notify.EnableSyncWakeUp(c.fd)
+				if mode == "sync" && !syncWake {
+					t.Skip("kernel has no SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux < 6.6); the poll case covers it")
+				}
+				loop := &notify.Loop{Fd: c.fd, Container: &notify.Container{ID: "test"}, Registry: reg,
+					Kernel: notify.KernelFor(syncWake), Log: testLog(), Receivers: receivers}
+				if mode == "poller" {
+					loop.Poller = poller
+				}
+				done := make(chan error, 1)
+				go func() { done <- loop.Run() }()
+				if err := c.cmd.Wait(); err != nil {
+					t.Fatalf("threads program: %v (%s)", err, c.stdout.String())
+				}
+				waitLoop(t, done)
+				unix.Close(c.fd)
+				if !strings.Contains(c.stdout.String(), "failed=0") {
+					t.Fatalf("threads program: %s", c.stdout.String())
+				}
+				if calls.Load() != 6*20 {
+					t.Errorf("handler saw %d calls, want %d", calls.Load(), 6*20)
+				}
+				switch p := peak.Load(); {
+				case receivers == 1 && p != 1:
+					t.Errorf("one receiver answered %d notifications at once", p)
+				case receivers > 1 && (p < 2 || p > int32(receivers)):
+					t.Errorf("%d receivers answered at most %d notifications at once; want 2..%d", receivers, p, receivers)
+				}
+			})
+		}
+	}
+}
+
+// TestKernelStopHandsOver stops a loop (four receivers) while a program's
+// threads call, at whatever point it is, and lets a second loop on the same
+// listener finish: Stop returns ErrStopped without abandoning a received
+// notification, so every call of the program succeeds.
+func TestKernelStopHandsOver(t *testing.T) {
+	gcc := testenv.RequireCommand(t, "gcc")
+	bin := t.TempDir() + "/threads"
+	if out, err := exec.Command(gcc, "-O2", "-pthread", "-o", bin, "testdata/threads.c").CombinedOutput(); err != nil {
+		t.Fatalf("build testdata/threads.c: %v\n%s", err, out)
+	}
+	poller, err := notify.NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"sync", "poll", "poller"} {
+		t.Run(mode, func(t *testing.T) {
+			var calls atomic.Int32
+			reg := notify.NewRegistry()
+			if err := reg.Register("sysinfo", notify.HandlerFunc(func(*notify.Request) notify.Response {
+				calls.Add(1)
+				time.Sleep(time.Millisecond)
+				return notify.Continue()
+			})); err != nil {
+				t.Fatal(err)
+			}
+			c := startChild(t, "exec:"+bin)
+			syncWake := mode == "sync" && notify.EnableSyncWakeUp(c.fd)
+			if mode == "sync" && !syncWake {
+				t.Skip("kernel has no SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux < 6.6); the poll cases cover it")
+			}
+			newLoop := func() *notify.Loop {
+				l := &notify.Loop{Fd: c.fd, Container: &notify.Container{ID: "test"}, Registry: reg,
+					Kernel: notify.KernelFor(syncWake), Log: testLog(), Receivers: 4}
+				if mode == "poller" {
+					l.Poller = poller
+				}
+				return l
+			}
+			first := newLoop()
+			done := make(chan error, 1)
+			go func() { done <- first.Run() }()
+			for calls.Load() < 10 {
+				time.Sleep(time.Millisecond)
+			}
+			first.Stop()
+			select {
+			case err := <-done:
+				if err != notify.ErrStopped {
+					t.Fatalf("stopped loop returned %v, want ErrStopped", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("loop did not stop")
+			}
+			second := newLoop()
+			done2 := make(chan error, 1)
+			go func() { done2 <- second.Run() }()
+			if err := c.cmd.Wait(); err != nil {
+				t.Fatalf("threads program: %v (%s)", err, c.stdout.String())
+			}
+			waitLoop(t, done2)
+			unix.Close(c.fd)
+			if !strings.Contains(c.stdout.String(), "failed=0") || calls.Load() != 6*20 {
+				t.Fatalf("threads program: %s; handler saw %d calls, want %d", c.stdout.String(), calls.Load(), 6*20)
+			}
+		})
+	}
+}
