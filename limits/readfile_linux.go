@@ -85,9 +85,17 @@ func statIdentity(dir string) (cgroupKey, error) {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// maxOpenFiles bounds the fds kept open: a few per container cgroup level
-// and one /proc/<tid>/cgroup per calling thread.
-const maxOpenFiles = 2048
+// maxOpenFiles bounds the fds kept open (a few per container cgroup level
+// and one /proc/<tid>/cgroup per calling thread): 2048, and never more than
+// an eighth of RLIMIT_NOFILE, which the listener fds and runtime
+// connections need far more.
+var maxOpenFiles = sync.OnceValue(func() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 64
+	}
+	return int(min(2048, max(rl.Cur/8, 16)))
+})
 
 // openFiles keeps cgroupfs, procfs and sysfs files open by path. Only
 // those: there an open fd either reads its own object afresh or fails
@@ -152,7 +160,7 @@ func (t *fileTable) add(path string, fd int) bool {
 	if _, ok := t.m[path]; ok {
 		return false // another reader opened it meanwhile
 	}
-	if len(t.m) >= maxOpenFiles {
+	if len(t.m) >= maxOpenFiles() {
 		// Evict a few at random (map order): tasks that exited and
 		// cgroups that were removed are the bulk of a full table.
 		n := 0
