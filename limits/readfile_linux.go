@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,7 +87,8 @@ func statIdentity(dir string) (cgroupKey, error) {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // maxOpenFiles bounds the fds kept open (a few per container cgroup level
-// and one /proc/<tid>/cgroup per calling thread): 2048, and never more than
+// and one /proc/<tid>/cgroup per calling thread, each closed after idleClose
+// unread): 2048, and never more than
 // an eighth of RLIMIT_NOFILE, which the listener fds and runtime
 // connections need far more.
 var maxOpenFiles = sync.OnceValue(func() int {
@@ -109,12 +111,19 @@ type openFile struct {
 	fd   int
 	refs int  // readers using fd right now
 	dead bool // evicted or gone: close when the last reader is done
+	used time.Time
 }
 
 type fileTable struct {
-	mu sync.Mutex
-	m  map[string]*openFile
+	mu      sync.Mutex
+	m       map[string]*openFile
+	sweeper sync.Once
 }
+
+// idleClose is how long a kept file may go unread before it is closed: the
+// files of a container that stopped calling (or is gone) are let go within
+// a few seconds, while a caller of one call a second keeps its files open.
+const idleClose = 3 * time.Second
 
 func (t *fileTable) get(path string) *openFile {
 	t.mu.Lock()
@@ -122,8 +131,27 @@ func (t *fileTable) get(path string) *openFile {
 	f := t.m[path]
 	if f != nil {
 		f.refs++
+		f.used = time.Now()
 	}
 	return f
+}
+
+// sweep closes, once a second, the files nobody read for idleClose.
+func (t *fileTable) sweep() {
+	for range time.Tick(time.Second) {
+		now := time.Now()
+		t.mu.Lock()
+		for p, f := range t.m {
+			if now.Sub(f.used) >= idleClose {
+				delete(t.m, p)
+				f.dead = true
+				if f.refs == 0 {
+					unix.Close(f.fd)
+				}
+			}
+		}
+		t.mu.Unlock()
+	}
 }
 
 func (t *fileTable) release(f *openFile, drop bool) {
@@ -175,6 +203,7 @@ func (t *fileTable) add(path string, fd int) bool {
 			}
 		}
 	}
-	t.m[path] = &openFile{fd: fd}
+	t.m[path] = &openFile{fd: fd, used: time.Now()}
+	t.sweeper.Do(func() { go t.sweep() })
 	return true
 }
