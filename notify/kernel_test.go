@@ -38,6 +38,9 @@ const childEnv = "SECCOMPAGENT_NOTIFY_TEST_CHILD"
 const envI386Program = "SECCOMPAGENT_NOTIFY_I386_PROGRAM"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(threadsEnv) != "" {
+		os.Exit(threadsChild()) // re-executed by a "threads" child, filter inherited
+	}
 	if mode := os.Getenv(childEnv); mode != "" {
 		os.Exit(child(mode))
 	}
@@ -88,6 +91,9 @@ func child(mode string) int {
 	default:
 		if n, ok := strings.CutPrefix(mode, "bench:"); ok {
 			return benchChild(n)
+		}
+		if mode == "threads" {
+			return execThreads()
 		}
 		if path, ok := strings.CutPrefix(mode, "exec:"); ok {
 			// The filter survives execve: the program runs trapped.

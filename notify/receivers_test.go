@@ -1,18 +1,70 @@
 package notify_test
 
 import (
-	"os/exec"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/seccompagent/seccompagent/handlers/sysinfo"
 	"github.com/seccompagent/seccompagent/notify"
-	"github.com/seccompagent/seccompagent/test/testenv"
 	"golang.org/x/sys/unix"
 )
 
-// TestKernelReceivers runs a program whose threads all call sysinfo at once
+// threadsEnv makes the re-executed test binary run threadsChild: a
+// "threads" child execs itself once its filter is loaded, so that every
+// thread of the new process (all made after the exec) is trapped; threads
+// of the first child made before the filter was loaded would not be.
+const threadsEnv = "SECCOMPAGENT_NOTIFY_THREADS_CHILD"
+
+const (
+	childThreads = 6
+	threadCalls  = 20
+)
+
+func execThreads() int {
+	env := slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, childEnv+"=") })
+	err := unix.Exec("/proc/self/exe", []string{os.Args[0]}, append(env, threadsEnv+"=1"))
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	return 22
+}
+
+// threadsChild makes childThreads threads call sysinfo threadCalls times
+// each, all at once, and prints how many calls failed.
+func threadsChild() int {
+	var failed atomic.Int32
+	var start, wg sync.WaitGroup
+	start.Add(1)
+	for i := 0; i < childThreads; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread() // each on a thread of its own
+			start.Wait()
+			var si [sysinfo.NativeSize]byte
+			for j := 0; j < threadCalls; j++ {
+				if _, _, e := unix.Syscall(unix.SYS_SYSINFO, uintptr(unsafe.Pointer(&si[0])), 0, 0); e != 0 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	start.Done()
+	wg.Wait()
+	fmt.Printf("calls=%d failed=%d\n", childThreads*threadCalls, failed.Load())
+	if failed.Load() != 0 {
+		return 1
+	}
+	return 0
+}
+
+// TestKernelReceivers runs a process whose threads all call sysinfo at once
 // against a loop with one receiver and with four, in both wake-up modes,
 // and without synchronous wake-up also with the listener parked in a
 // shared Poller while idle.
@@ -21,11 +73,6 @@ import (
 // overlap (never more than four), every call must succeed, and the loop
 // (with its helpers) must end when the program does.
 func TestKernelReceivers(t *testing.T) {
-	gcc := testenv.RequireCommand(t, "gcc")
-	bin := t.TempDir() + "/threads"
-	if out, err := exec.Command(gcc, "-O2", "-pthread", "-o", bin, "testdata/threads.c").CombinedOutput(); err != nil {
-		t.Fatalf("build testdata/threads.c: %v\n%s", err, out)
-	}
 	poller, err := notify.NewPoller()
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +93,7 @@ func TestKernelReceivers(t *testing.T) {
 				})); err != nil {
 					t.Fatal(err)
 				}
-				c := startChild(t, "exec:"+bin)
+				c := startChild(t, "threads")
 				syncWake := mode == "sync" && notify.EnableSyncWakeUp(c.fd)
 				if mode == "sync" && !syncWake {
 					t.Skip("kernel has no SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux < 6.6); the poll case covers it")
@@ -66,8 +113,8 @@ func TestKernelReceivers(t *testing.T) {
 				if !strings.Contains(c.stdout.String(), "failed=0") {
 					t.Fatalf("threads program: %s", c.stdout.String())
 				}
-				if calls.Load() != 6*20 {
-					t.Errorf("handler saw %d calls, want %d", calls.Load(), 6*20)
+				if calls.Load() != childThreads*threadCalls {
+					t.Errorf("handler saw %d calls, want %d", calls.Load(), childThreads*threadCalls)
 				}
 				switch p := peak.Load(); {
 				case receivers == 1 && p != 1:
@@ -85,11 +132,6 @@ func TestKernelReceivers(t *testing.T) {
 // listener finish: Stop returns ErrStopped without abandoning a received
 // notification, so every call of the program succeeds.
 func TestKernelStopHandsOver(t *testing.T) {
-	gcc := testenv.RequireCommand(t, "gcc")
-	bin := t.TempDir() + "/threads"
-	if out, err := exec.Command(gcc, "-O2", "-pthread", "-o", bin, "testdata/threads.c").CombinedOutput(); err != nil {
-		t.Fatalf("build testdata/threads.c: %v\n%s", err, out)
-	}
 	poller, err := notify.NewPoller()
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +147,7 @@ func TestKernelStopHandsOver(t *testing.T) {
 			})); err != nil {
 				t.Fatal(err)
 			}
-			c := startChild(t, "exec:"+bin)
+			c := startChild(t, "threads")
 			syncWake := mode == "sync" && notify.EnableSyncWakeUp(c.fd)
 			if mode == "sync" && !syncWake {
 				t.Skip("kernel has no SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux < 6.6); the poll cases cover it")
@@ -141,8 +183,8 @@ func TestKernelStopHandsOver(t *testing.T) {
 			}
 			waitLoop(t, done2)
 			unix.Close(c.fd)
-			if !strings.Contains(c.stdout.String(), "failed=0") || calls.Load() != 6*20 {
-				t.Fatalf("threads program: %s; handler saw %d calls, want %d", c.stdout.String(), calls.Load(), 6*20)
+			if !strings.Contains(c.stdout.String(), "failed=0") || calls.Load() != childThreads*threadCalls {
+				t.Fatalf("threads program: %s; handler saw %d calls, want %d", c.stdout.String(), calls.Load(), childThreads*threadCalls)
 			}
 		})
 	}

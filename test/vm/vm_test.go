@@ -80,6 +80,9 @@ var notifyRequired = []string{
 	"notify:TestKernelWrites/maps60k_agent_answer", "notify:TestKernelWrites/readonly_race",
 	"notify:TestKernelWrites/sysinfo_x32", "notify:TestKernelWrites/x32_agent_answer",
 	"notify:TestKernelWrites/sysinfo_memfd_secret",
+	// 6.1 takes the poll path: several receivers, the shared Poller, Stop.
+	"notify:TestKernelReceivers/poll/4", "notify:TestKernelReceivers/poller/4",
+	"notify:TestKernelStopHandsOver/poll", "notify:TestKernelStopHandsOver/poller",
 }
 
 // required must each report PASS (not SKIP) with the default selection.
