@@ -12,7 +12,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # `make deps` (and so `make build` and `make test`) installs the full set.
 # The cgroup v2 VM tier boots Debian's kernel package without installing it:
 # test/vm fetches it with `apt-get download` and unpacks it into build/vm/kernel.
-BUILD_PACKAGES := gcc make pkg-config libseccomp-dev ca-certificates
+BUILD_PACKAGES := gcc libc6-dev make pkg-config libseccomp-dev ca-certificates
 # test/demo: runc containers running static busybox and the test programs
 # (test/rootfs/build.sh: musl-gcc, gcc -m32). Its LXCFS column needs lxcfs,
 # which `make deps` installs (the demo skips that column without it).
@@ -21,7 +21,7 @@ TEST_PACKAGES  := $(DEMO_PACKAGES) crun jq util-linux dpkg-dev \
 	python3 nodejs openjdk-17-jre-headless podman containerd docker.io netavark \
 	qemu-system-x86 kmod lxcfs
 
-.PHONY: all deps deps-demo build test demo consumers lint clean
+.PHONY: all deps deps-demo deps-build build image test demo consumers lint clean
 
 all: build
 
@@ -49,13 +49,31 @@ deps:
 deps-demo:
 	$(call install-debs,$(DEMO_PACKAGES))
 
+deps-build:
+	$(call install-debs,$(BUILD_PACKAGES))
+
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/seccompagent
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/seccompagent-runtime ./oci-hook/cmd/seccompagent-runtime
 
+# The agent's container image (examples/kubernetes/daemonset.yaml): the agent
+# and the runtime wrapper, linked statically (libseccomp.a, glibc), written by
+# Go as one tarball for `ctr -n k8s.io images import`, `docker load`, `podman load`.
+IMAGE     ?= localhost/seccompagent:latest
+IMAGE_TAR ?= build/seccompagent-image.tar
+IMAGE_DIR ?= build/image
+STATIC    := CGO_ENABLED=1 $(GO) build -tags osusergo,netgo -ldflags "$(LDFLAGS) -s -w -linkmode external -extldflags -static"
+
+image: deps-build
+	rm -rf $(IMAGE_DIR)/rootfs && mkdir -p $(IMAGE_DIR)/rootfs/usr/local/bin
+	$(STATIC) -o $(IMAGE_DIR)/rootfs/usr/local/bin/seccompagent ./cmd/seccompagent
+	$(STATIC) -o $(IMAGE_DIR)/rootfs/usr/local/bin/seccompagent-runtime ./oci-hook/cmd/seccompagent-runtime
+	$(GO) run ./examples/kubernetes/image --rootfs $(IMAGE_DIR)/rootfs --name $(IMAGE) --out $(IMAGE_TAR)
+
 # Every tier that exists: unit (fixtures), kernel (re-executed subprocess),
 # end-to-end (root: runc and crun containers, consumer matrix), engines
-# (podman, containerd, dockerd) and cgroup v2 (qemu VM). Under CI=true a tier that
+# (podman, containerd, dockerd), Kubernetes through containerd's CRI plugin
+# and cgroup v2 (qemu VM). Under CI=true a tier that
 # cannot run fails instead of skipping. Packages run one at a time (-p 1): the
 # VM tier's emulated CPUs would otherwise starve the timing checks (live
 # updates within 1 s, uptime) of the host tiers on a 2-CPU machine.

@@ -1,8 +1,11 @@
 package cri
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +24,8 @@ import (
 const (
 	pauseImage = "localhost/seccompagent-pause:test"
 	probeImage = "localhost/seccompagent-cri:test"
+	// agentImage is what `make image` builds and the DaemonSet runs.
+	agentImage = "localhost/seccompagent:latest"
 	// cgroupRoot holds every pod's cgroup (cgroupfs driver: the pod's
 	// CgroupParent, then one cgroup per container id beneath it).
 	cgroupRoot = "/seccompagent-cri"
@@ -61,7 +66,14 @@ func runMain(m *testing.M) int {
 	if os.Geteuid() == 0 && commandsPresent() {
 		buildErr = build(filepath.Join(workDir, "build"))
 	}
-	return m.Run()
+	code := m.Run()
+	if err := removeCgroup(cgroupRoot); err != nil {
+		fmt.Fprintln(os.Stderr, "cri: cgroups left:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
 }
 
 func commandsPresent() bool {
@@ -73,10 +85,11 @@ func commandsPresent() bool {
 	return true
 }
 
-var requiredCommands = []string{"containerd", "ctr", "containerd-shim-runc-v2", "runc", "unshare", "nsenter", "musl-gcc"}
+var requiredCommands = []string{"containerd", "ctr", "containerd-shim-runc-v2", "runc", "unshare", "nsenter", "musl-gcc", "make"}
 
 // build makes the agent, the wrapper, the probe image (the e2e test rootfs:
-// busybox and /probe) and the pause image (test/cri/pause/pause.c, static).
+// busybox and /probe), the pause image (test/cri/pause/pause.c, static) and
+// the agent's image (`make image`).
 func build(dir string) error {
 	var err error
 	bin := filepath.Join(dir, "bin")
@@ -123,6 +136,14 @@ func build(dir string) error {
 		}
 		images[img.name] = tarball
 	}
+	tarball := filepath.Join(dir, "agent-image.tar")
+	cmd = exec.CommandContext(ctx, "make", "-s", "image", "IMAGE="+agentImage, "IMAGE_TAR="+tarball,
+		"IMAGE_DIR="+filepath.Join(dir, "agent-image"))
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("make image: %w\n%s", err, out)
+	}
+	images[agentImage] = tarball
 	return nil
 }
 
@@ -200,94 +221,37 @@ func TestCRI(t *testing.T) {
 		{"no-annotation", nil, int64(hostCPUs), hostMem},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := runPod(t, c, tc.name, tc.annotations)
+			out, err := probePod(t, c, "cri-"+tc.name, tc.annotations)
 			if err != nil {
 				t.Fatalf("%v\n%s\n%s", err, c.Logs(), tailString(agent.Logs(), 3000))
 			}
-			p := harness.ParseProbe(out)
-			var errs []string
-			check := func(what string, got, want uint64, err error) {
-				if err != nil {
-					errs = append(errs, fmt.Sprintf("%s: %v", what, err))
-				} else if got != want {
-					errs = append(errs, fmt.Sprintf("%s = %d, want %d", what, got, want))
-				}
-			}
-			n, err := p.Uint("nprocs_onln")
-			check("sysconf(_SC_NPROCESSORS_ONLN)", n, uint64(tc.cpus), err)
-			n, err = p.Uint("affinity_count")
-			check("sched_getaffinity CPUs", n, uint64(tc.cpus), err)
-			pages, err1 := p.Uint("phys_pages")
-			size, err2 := p.Uint("pagesize")
-			check("sysconf(_SC_PHYS_PAGES)*pagesize", pages*size, tc.mem, firstErr(err1, err2))
-			ram, err1 := p.Uint("totalram")
-			unit, err2 := p.Uint("mem_unit")
-			check("sysinfo totalram*mem_unit", ram*unit, tc.mem, firstErr(err1, err2))
-			for _, e := range errs {
-				t.Error(e)
-			}
+			checkProbe(t, out, tc.cpus, tc.mem)
 			if t.Failed() {
 				t.Logf("probe output:\n%s\n%s", out, tailString(agent.Logs(), 3000))
 			}
 		})
 	}
-	if err := removeCgroup(cgroupRoot); err != nil {
-		t.Errorf("cgroups: %v", err)
-	}
 }
 
-// runPod runs one pod with one container through the CRI, as kubelet
-// would, and returns what the probe wrote. The pod and its container are
-// stopped and removed before it returns.
-func runPod(t *testing.T, c *Containerd, name string, annotations map[string]string) (string, error) {
+// probePod runs a pod with the probe container, limited to 256 MiB and
+// 0.5 CPU, under the seccompagent handler, and returns what the probe
+// wrote. The pod is removed before it returns.
+func probePod(t *testing.T, c *Containerd, name string, annotations map[string]string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
 	defer cancel()
-	rs := c.Runtime
-	uid := harness.UniqueID()
-	logDir := t.TempDir()
 	outDir := t.TempDir()
-	podConfig := &runtimeapi.PodSandboxConfig{
-		Metadata: &runtimeapi.PodSandboxMetadata{Name: "cri-" + name, Namespace: "default", Uid: uid},
-		// No Hostname: kubelet sets none for a host-network pod (the pod
-		// shares the node's UTS namespace too).
-		LogDirectory: logDir,
-		Annotations:  annotations,
-		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent: cgroupRoot + "/pod" + uid,
-			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{
-					Network: runtimeapi.NamespaceMode_NODE,
-					Pid:     runtimeapi.NamespaceMode_CONTAINER,
-					Ipc:     runtimeapi.NamespaceMode_POD,
-				},
-			},
-		},
+	pod, err := c.RunPod(ctx, podConfig(t, name, annotations, false), RuntimeHandler)
+	if pod != nil {
+		defer func() {
+			if err := pod.Remove(); err != nil {
+				t.Error(err)
+			}
+		}()
 	}
-	pod, err := rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig, RuntimeHandler: RuntimeHandler})
 	if err != nil {
-		return "", fmt.Errorf("RunPodSandbox: %w", err)
+		return "", err
 	}
-	id := pod.PodSandboxId
-	defer func() {
-		// A fresh context: clean up even when the run's ran out.
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		if _, err := rs.StopPodSandbox(cctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
-			t.Errorf("StopPodSandbox: %v", err)
-		}
-		if _, err := rs.RemovePodSandbox(cctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
-			t.Errorf("RemovePodSandbox: %v", err)
-		}
-	}()
-	st, err := rs.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
-	if err != nil {
-		return "", fmt.Errorf("PodSandboxStatus: %w", err)
-	}
-	if st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || st.Status.RuntimeHandler != RuntimeHandler {
-		return "", fmt.Errorf("pod %s: state %v, handler %q; want ready, %q", id, st.Status.State, st.Status.RuntimeHandler, RuntimeHandler)
-	}
-
-	ctrConfig := &runtimeapi.ContainerConfig{
+	id, err := pod.Start(ctx, &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: "probe"},
 		Image:    &runtimeapi.ImageSpec{Image: probeImage},
 		Command:  []string{"sh", "-c", "/probe >/out/result 2>&1"},
@@ -301,43 +265,73 @@ func runPod(t *testing.T, c *Containerd, name string, annotations map[string]str
 				CpuShares:          512,
 			},
 		},
-	}
-	created, err := rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-		PodSandboxId: id, Config: ctrConfig, SandboxConfig: podConfig,
 	})
 	if err != nil {
-		return "", fmt.Errorf("CreateContainer: %w", err)
+		return "", err
 	}
-	cid := created.ContainerId
-	defer func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		if _, err := rs.RemoveContainer(cctx, &runtimeapi.RemoveContainerRequest{ContainerId: cid}); err != nil {
-			t.Errorf("RemoveContainer: %v", err)
-		}
-	}()
-	if _, err := rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cid}); err != nil {
-		return "", fmt.Errorf("StartContainer: %w", err)
+	st, err := pod.Wait(ctx, id)
+	if err != nil {
+		return "", err
 	}
-	for {
-		cs, err := rs.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: cid})
+	result, rerr := os.ReadFile(filepath.Join(outDir, "result"))
+	if st.ExitCode != 0 || rerr != nil {
+		log, _ := os.ReadFile(filepath.Join(pod.Config.LogDirectory, "probe.log"))
+		return "", fmt.Errorf("container exited %d (%s %s); result %q (%v); log:\n%s", st.ExitCode, st.Reason, st.Message, result, rerr, log)
+	}
+	return string(result), nil
+}
+
+// podConfig is the sandbox config kubelet sends for a host-network pod
+// (hostPID too when hostPID is set, and privileged, as the agent's
+// DaemonSet asks), with its own cgroup parent and log directory.
+func podConfig(t *testing.T, name string, annotations map[string]string, hostPID bool) *runtimeapi.PodSandboxConfig {
+	uid := harness.UniqueID()
+	pid := runtimeapi.NamespaceMode_CONTAINER
+	if hostPID {
+		pid = runtimeapi.NamespaceMode_NODE
+	}
+	return &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: uid},
+		// No Hostname: kubelet sets none for a host-network pod (the pod
+		// shares the node's UTS namespace too).
+		LogDirectory: t.TempDir(),
+		Annotations:  annotations,
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent: cgroupRoot + "/pod" + uid,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{
+					Network: runtimeapi.NamespaceMode_NODE,
+					Pid:     pid,
+					Ipc:     runtimeapi.NamespaceMode_POD,
+				},
+				Privileged: hostPID,
+			},
+		},
+	}
+}
+
+// checkProbe compares what the probe saw with the CPU count and memory size.
+func checkProbe(t *testing.T, out string, cpus int64, mem uint64) {
+	t.Helper()
+	p := harness.ParseProbe(out)
+	check := func(what string, got, want uint64, err error) {
+		t.Helper()
 		if err != nil {
-			return "", fmt.Errorf("ContainerStatus: %w", err)
-		}
-		if s := cs.Status; s.State == runtimeapi.ContainerState_CONTAINER_EXITED {
-			result, rerr := os.ReadFile(filepath.Join(outDir, "result"))
-			log, _ := os.ReadFile(filepath.Join(logDir, "probe.log"))
-			if s.ExitCode != 0 || rerr != nil {
-				return "", fmt.Errorf("container exited %d (%s %s); result %q (%v); log:\n%s", s.ExitCode, s.Reason, s.Message, result, rerr, log)
-			}
-			return string(result), nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("container %s did not exit: %w", cid, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			t.Errorf("%s: %v", what, err)
+		} else if got != want {
+			t.Errorf("%s = %d, want %d", what, got, want)
 		}
 	}
+	n, err := p.Uint("nprocs_onln")
+	check("sysconf(_SC_NPROCESSORS_ONLN)", n, uint64(cpus), err)
+	n, err = p.Uint("affinity_count")
+	check("sched_getaffinity CPUs", n, uint64(cpus), err)
+	pages, err1 := p.Uint("phys_pages")
+	size, err2 := p.Uint("pagesize")
+	check("sysconf(_SC_PHYS_PAGES)*pagesize", pages*size, mem, firstErr(err1, err2))
+	ram, err1 := p.Uint("totalram")
+	unit, err2 := p.Uint("mem_unit")
+	check("sysinfo totalram*mem_unit", ram*unit, mem, firstErr(err1, err2))
 }
 
 // removeCgroup removes path (and the empty cgroups containerd left under
@@ -385,4 +379,164 @@ func tailString(s string, n int) string {
 		s = "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// The DaemonSet's commands (examples/kubernetes/daemonset.yaml), as the
+// manifest spells them.
+var (
+	installCommand = []string{"/usr/local/bin/seccompagent", "install", "--to", "/host/usr/local/bin"}
+	serveCommand   = []string{"/usr/local/bin/seccompagent", "serve", "--socket", "/run/seccompagent/seccompagent.sock", "--log-format", "json"}
+)
+
+// TestDaemonSet deploys the agent as examples/kubernetes/daemonset.yaml
+// does, through the CRI, from the image `make image` built and imported
+// with `ctr -n k8s.io images import`: a privileged host-PID, host-network
+// pod whose init container installs the binaries into the node's bin
+// directory (here a private directory standing in for /usr/local/bin),
+// then the agent serving on the node's /run/seccompagent. The runtime
+// handler runs the wrapper the init container installed, and a pod with
+// the annotation sees its limits.
+func TestDaemonSet(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, c := range requiredCommands {
+		testenv.RequireCommand(t, c)
+	}
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := os.ReadFile(filepath.Join(root, "examples", "kubernetes", "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{installCommand, serveCommand} {
+		j, _ := json.Marshal(cmd)
+		if !strings.Contains(string(manifest), "command: "+string(j)+"\n") {
+			t.Errorf("daemonset.yaml has no line `command: %s`: keep the test and the manifest in step", j)
+		}
+	}
+	if !strings.Contains(string(manifest), "image: "+agentImage+"\n") {
+		t.Errorf("daemonset.yaml does not run image %s", agentImage)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	dir, err := os.MkdirTemp(workDir, "ds-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeBin := filepath.Join(dir, "node", "usr", "local", "bin")
+	if err := os.MkdirAll(nodeBin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Start(ctx, Options{Dir: dir, Wrapper: filepath.Join(nodeBin, "seccompagent-runtime"), SandboxImage: pauseImage})
+	if err != nil {
+		t.Fatalf("start containerd: %v", err)
+	}
+	t.Cleanup(func() {
+		if left := c.LeftoverShims(); len(left) > 0 {
+			t.Errorf("shims or containers left after every pod was removed: %s", strings.Join(left, "; "))
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("stop containerd: %v", err)
+		}
+		if mounts := mountsUnder(dir); len(mounts) > 0 {
+			t.Errorf("mounts left on the host under %s: %s", dir, strings.Join(mounts, ", "))
+		}
+	})
+	for _, name := range []string{pauseImage, probeImage, agentImage} {
+		if err := c.ImportImage(ctx, images[name], name); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	pod, err := c.RunPod(ctx, podConfig(t, "seccompagent", nil, true), "")
+	if pod != nil {
+		t.Cleanup(func() {
+			if err := pod.Remove(); err != nil {
+				t.Errorf("agent pod: %v", err)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	install, err := pod.Start(ctx, &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "install"},
+		Image:    &runtimeapi.ImageSpec{Image: agentImage},
+		Command:  installCommand,
+		LogPath:  "install.log",
+		Mounts:   []*runtimeapi.Mount{{ContainerPath: "/host/usr/local/bin", HostPath: nodeBin}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pod.Wait(ctx, install)
+	log, _ := os.ReadFile(filepath.Join(pod.Config.LogDirectory, "install.log"))
+	if err != nil || st.ExitCode != 0 {
+		t.Fatalf("init container install: %v, exit %d; log:\n%s", err, st.GetExitCode(), log)
+	}
+	for _, bin := range []string{"seccompagent", "seccompagent-runtime"} {
+		want, _ := os.ReadFile(filepath.Join(workDir, "build", "agent-image", "rootfs", "usr", "local", "bin", bin))
+		got, err := os.ReadFile(filepath.Join(nodeBin, bin))
+		if err != nil || len(want) == 0 || !bytes.Equal(got, want) {
+			t.Fatalf("%s on the node is not the image's (%v); install log:\n%s", bin, err, log)
+		}
+	}
+
+	agentLog := filepath.Join(pod.Config.LogDirectory, "agent.log")
+	if _, err := pod.Start(ctx, &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "agent"},
+		Image:    &runtimeapi.ImageSpec{Image: agentImage},
+		Command:  serveCommand,
+		LogPath:  "agent.log",
+		Mounts: []*runtimeapi.Mount{
+			{ContainerPath: "/run/seccompagent", HostPath: "/run/seccompagent"},
+			{ContainerPath: "/sys/fs/cgroup", HostPath: "/sys/fs/cgroup", Readonly: true},
+		},
+		Linux: &runtimeapi.LinuxContainerConfig{
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	logs := func() string {
+		data, _ := os.ReadFile(agentLog)
+		return "--- agent container log ---\n" + tailString(string(data), 3000)
+	}
+	if err := waitSocket(ctx, c.AgentSocket); err != nil {
+		t.Fatalf("the agent container: %v\n%s", err, logs())
+	}
+
+	out, err := probePod(t, c, "workload", map[string]string{"seccompagent.io/enable": "true"})
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, c.Logs(), logs())
+	}
+	checkProbe(t, out, 1, memoryLimit)
+	// The agent that answered is the one in the pod: its log (JSON, as
+	// the manifest asks) shows the workload attaching.
+	if l := logs(); !strings.Contains(l, `"msg":"container attached"`) {
+		t.Errorf("the agent container's log shows no attached container\n%s", l)
+	}
+	if t.Failed() {
+		t.Logf("probe output:\n%s\n%s", out, logs())
+	}
+}
+
+// waitSocket waits until the unix socket accepts a connection.
+func waitSocket(ctx context.Context, path string) error {
+	for {
+		conn, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			return conn.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (%v)", path, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
