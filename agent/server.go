@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/seccompagent/seccompagent/agent/metrics"
 	"github.com/seccompagent/seccompagent/handlers/affinity"
 	"github.com/seccompagent/seccompagent/handlers/sysinfo"
 	"github.com/seccompagent/seccompagent/limits"
@@ -47,6 +48,8 @@ type Config struct {
 	FSRoot  string
 	Version string
 	Log     *logrus.Entry
+	// Metrics, if set, is told every answer, attach and detach.
+	Metrics *metrics.Metrics
 }
 
 // Server is one running agent.
@@ -60,6 +63,7 @@ type Server struct {
 
 	journal *journal
 	ln      *net.UnixListener
+	warn    *warnLimiter // misconfiguration fail-opens, at Warn
 
 	hmu      sync.Mutex // guards hfd: sends to the holder
 	hfd      int        // connection to the holder, -1 without one
@@ -107,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Log.WithError(err).Warn("kernel probe failed: polling before every receive")
 	}
 	cfg.Log.WithField("features", fmt.Sprintf("%+v", features)).Info("kernel notify features")
-	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, hfd: -1,
+	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, hfd: -1, warn: newWarnLimiter(warnInterval),
 		attached: map[uint64]*attached{}, stopCh: make(chan string, 1), features: features,
 		loads: &loadavg.Sampler{ProcRoot: cfg.ProcRoot, Resolve: reader.LoadCgroup, Log: cfg.Log}}, nil
 }
@@ -157,6 +161,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.WithFields(logrus.Fields{"socket": s.cfg.Socket, "view_socket": s.cfg.ViewSocket, "holder": s.cfg.HolderSocket, "cgroups": s.reader.Mode(),
 		"nr_cpu_ids": s.kernel.NrCPUIDs, "cpumask_size": s.kernel.MaskSize, "version": s.cfg.Version,
 		"adopted": len(s.attached), "previous_agent": previous}).Info("seccompagent serving")
+	s.cfg.Metrics.Serving(previous, len(s.attached), time.Now())
 	if s.hfd >= 0 {
 		go s.watchHolder()
 	}
@@ -171,6 +176,7 @@ func (s *Server) Run(ctx context.Context) error {
 		why = "signal"
 	case why = <-s.stopCh:
 	}
+	s.cfg.Metrics.Stopping()
 	s.stop(why)
 	if why == "handover" {
 		return ErrHandedOver
@@ -443,6 +449,8 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pen
 		s.recoverOrphans(a, orphan, log)
 		log.WithFields(logrus.Fields{"since": meta.Since.Format(time.RFC3339)}).Info("container attached")
 		s.started.Done()
+		s.cfg.Metrics.Attached(1)
+		defer s.cfg.Metrics.Attached(-1)
 		err := a.loop.Run()
 		if errors.Is(err, notify.ErrStopped) {
 			return // the holder keeps fd for the next agent
@@ -480,7 +488,8 @@ func (s *Server) newLoop(fd int, c *notify.Container, slot int, log *logrus.Entr
 		log.WithError(regErr).Error("cannot resolve syscall numbers")
 	}
 	kern, _ := s.features.KernelFor(fd)
-	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: kern, Log: log}
+	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: kern, Log: log,
+		Observe: s.observe(log)}
 	if slot >= 0 {
 		loop.Journal = testStall(slotJournal{j: s.journal, slot: slot}, log)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/seccompagent/seccompagent/agent"
+	"github.com/seccompagent/seccompagent/agent/metrics"
 	ocihook "github.com/seccompagent/seccompagent/oci-hook"
 	"github.com/sirupsen/logrus"
 )
@@ -36,6 +37,7 @@ func runServe(args []string, _, stderr io.Writer) error {
 	format := fs.String("log-format", "text", "log format: text or json")
 	procRoot := fs.String("proc", "/proc", "procfs mount to read processes from")
 	fsRoot := fs.String("root", "/", "root under which cgroup mounts and /sys are found")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz (e.g. 127.0.0.1:9101; off when empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,6 +64,15 @@ func runServe(args []string, _, stderr io.Writer) error {
 	case "none":
 	default:
 		return fmt.Errorf("--holder %q: want process, systemd or none", *holder)
+	}
+	if *metricsAddr != "" {
+		cfg.Metrics = metrics.New(version)
+		ms, err := metrics.Listen(*metricsAddr, cfg.Metrics)
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
+		logger.WithField("addr", ms.Addr.String()).Info("serving metrics at /metrics and health at /healthz")
 	}
 	srv, err := agent.New(cfg)
 	if err != nil {
