@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -237,6 +238,12 @@ func TestCRI(t *testing.T) {
 // 0.5 CPU, under the seccompagent handler, and returns what the probe
 // wrote. The pod is removed before it returns.
 func probePod(t *testing.T, c *Containerd, name string, annotations map[string]string) (string, error) {
+	return workloadPod(t, c, name, annotations, "/probe")
+}
+
+// workloadPod is probePod running the shell command cmd (in the probe
+// image, its output to the result file).
+func workloadPod(t *testing.T, c *Containerd, name string, annotations map[string]string, cmd string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
 	defer cancel()
 	outDir := t.TempDir()
@@ -254,7 +261,7 @@ func probePod(t *testing.T, c *Containerd, name string, annotations map[string]s
 	id, err := pod.Start(ctx, &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: "probe"},
 		Image:    &runtimeapi.ImageSpec{Image: probeImage},
-		Command:  []string{"sh", "-c", "/probe >/out/result 2>&1"},
+		Command:  []string{"sh", "-c", cmd + " >/out/result 2>&1"},
 		LogPath:  "probe.log",
 		Mounts:   []*runtimeapi.Mount{{ContainerPath: "/out", HostPath: outDir}},
 		Linux: &runtimeapi.LinuxContainerConfig{
@@ -385,7 +392,9 @@ func tailString(s string, n int) string {
 // manifest spells them.
 var (
 	installCommand = []string{"/usr/local/bin/seccompagent", "install", "--to", "/host/usr/local/bin"}
-	serveCommand   = []string{"/usr/local/bin/seccompagent", "serve", "--socket", "/run/seccompagent/seccompagent.sock", "--log-format", "json"}
+	holdCommand    = []string{"/usr/local/bin/seccompagent", "hold", "--socket", "/run/seccompagent/holder.sock", "--idle-exit", "0", "--log-format", "json"}
+	serveCommand   = []string{"/usr/local/bin/seccompagent", "serve", "--socket", "/run/seccompagent/seccompagent.sock",
+		"--holder", "process", "--after-handover", "wait", "--log-format", "json"}
 )
 
 // TestDaemonSet deploys the agent as examples/kubernetes/daemonset.yaml
@@ -393,9 +402,12 @@ var (
 // with `ctr -n k8s.io images import`: a privileged host-PID, host-network
 // pod whose init container installs the binaries into the node's bin
 // directory (here a private directory standing in for /usr/local/bin),
-// then the agent serving on the node's /run/seccompagent. The runtime
-// handler runs the wrapper the init container installed, and a pod with
-// the annotation sees its limits.
+// then the holder and the agent serving on the node's /run/seccompagent.
+// The runtime handler runs the wrapper the init container installed, and a
+// pod with the annotation sees its limits. Then the agent container is
+// restarted (SIGTERM, a new container, as kubelet restarts one) while a
+// workload calls sysinfo and sched_getaffinity in a loop: none of its
+// calls may fail or get the host's values.
 func TestDaemonSet(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, c := range requiredCommands {
@@ -412,7 +424,7 @@ func TestDaemonSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range [][]string{installCommand, serveCommand} {
+	for _, cmd := range [][]string{installCommand, holdCommand, serveCommand} {
 		j, _ := json.Marshal(cmd)
 		if !strings.Contains(string(manifest), "command: "+string(j)+"\n") {
 			t.Errorf("daemonset.yaml has no line `command: %s`: keep the test and the manifest in step", j)
@@ -487,27 +499,51 @@ func TestDaemonSet(t *testing.T) {
 		}
 	}
 
-	agentLog := filepath.Join(pod.Config.LogDirectory, "agent.log")
 	if _, err := pod.Start(ctx, &runtimeapi.ContainerConfig{
-		Metadata: &runtimeapi.ContainerMetadata{Name: "agent"},
+		Metadata: &runtimeapi.ContainerMetadata{Name: "holder"},
 		Image:    &runtimeapi.ImageSpec{Image: agentImage},
-		Command:  serveCommand,
-		LogPath:  "agent.log",
-		Mounts: []*runtimeapi.Mount{
-			{ContainerPath: "/run/seccompagent", HostPath: "/run/seccompagent"},
-			{ContainerPath: "/sys/fs/cgroup", HostPath: "/sys/fs/cgroup", Readonly: true},
-		},
-		Linux: &runtimeapi.LinuxContainerConfig{
-			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true},
-		},
+		Command:  holdCommand,
+		LogPath:  "holder.log",
+		Mounts:   []*runtimeapi.Mount{{ContainerPath: "/run/seccompagent", HostPath: "/run/seccompagent"}},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	logs := func() string {
-		data, _ := os.ReadFile(agentLog)
-		return "--- agent container log ---\n" + tailString(string(data), 3000)
+		var b strings.Builder
+		for _, f := range []string{"holder.log", "agent-0.log", "agent-1.log"} {
+			data, err := os.ReadFile(filepath.Join(pod.Config.LogDirectory, f))
+			if err == nil {
+				fmt.Fprintf(&b, "--- %s ---\n%s\n", f, tailString(string(data), 3000))
+			}
+		}
+		return b.String()
 	}
-	if err := waitSocket(ctx, c.AgentSocket); err != nil {
+	// The holder's socket is SOCK_SEQPACKET (agent/handoff.go).
+	if err := waitSocket(ctx, "unixpacket", filepath.Join(filepath.Dir(c.AgentSocket), "holder.sock")); err != nil {
+		t.Fatalf("the holder container: %v\n%s", err, logs())
+	}
+	// The agent container, as kubelet creates it (attempt n).
+	startAgent := func(attempt uint32) string {
+		id, err := pod.Start(ctx, &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "agent", Attempt: attempt},
+			Image:    &runtimeapi.ImageSpec{Image: agentImage},
+			Command:  serveCommand,
+			LogPath:  fmt.Sprintf("agent-%d.log", attempt),
+			Mounts: []*runtimeapi.Mount{
+				{ContainerPath: "/run/seccompagent", HostPath: "/run/seccompagent"},
+				{ContainerPath: "/sys/fs/cgroup", HostPath: "/sys/fs/cgroup", Readonly: true},
+			},
+			Linux: &runtimeapi.LinuxContainerConfig{
+				SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true},
+			},
+		})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, logs())
+		}
+		return id
+	}
+	agentID := startAgent(0)
+	if err := waitSocket(ctx, "unix", c.AgentSocket); err != nil {
 		t.Fatalf("the agent container: %v\n%s", err, logs())
 	}
 
@@ -522,14 +558,52 @@ func TestDaemonSet(t *testing.T) {
 		t.Errorf("the agent container's log shows no attached container\n%s", l)
 	}
 	if t.Failed() {
-		t.Logf("probe output:\n%s\n%s", out, logs())
+		t.Fatalf("probe output:\n%s\n%s", out, logs())
+	}
+
+	// Restart the agent container under a workload that calls both
+	// syscalls for 4 s: hammer counts ENOSYS, other errors and host values.
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := workloadPod(t, c, "hammer", map[string]string{"seccompagent.io/enable": "true"},
+			fmt.Sprintf("/hammer 4 %d 1", memoryLimit))
+		done <- result{out, err}
+	}()
+	time.Sleep(time.Second)
+	if code, err := pod.RemoveContainer(ctx, agentID, 10*time.Second); err != nil || code != 0 {
+		t.Errorf("restarting the agent container: %v, exit %d (want 0 after SIGTERM)", err, code)
+	}
+	startAgent(1)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("hammer pod: %v\n%s", r.err, logs())
+	}
+	t.Logf("hammer across the agent container's restart: %s", strings.TrimSpace(r.out))
+	for _, k := range []string{"enosys=0 ", "errors=0 ", "host=0 "} {
+		if !strings.Contains(r.out, k) {
+			t.Errorf("hammer across the restart: %s; want %s", strings.TrimSpace(r.out), strings.TrimSpace(k))
+		}
+	}
+	second, _ := os.ReadFile(filepath.Join(pod.Config.LogDirectory, "agent-1.log"))
+	if m := regexp.MustCompile(`"adopted":([0-9]+)`).FindSubmatch(second); m == nil || string(m[1]) == "0" {
+		t.Errorf("the new agent adopted no listener from the holder\n%s", logs())
+	}
+	if t.Failed() {
+		t.Log(logs())
 	}
 }
 
-// waitSocket waits until the unix socket accepts a connection.
-func waitSocket(ctx context.Context, path string) error {
+// waitSocket waits until the unix socket (network "unix" or
+// "unixpacket") accepts a connection.
+func waitSocket(ctx context.Context, network, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	for {
-		conn, err := net.DialTimeout("unix", path, time.Second)
+		conn, err := net.DialTimeout(network, path, time.Second)
 		if err == nil {
 			return conn.Close()
 		}

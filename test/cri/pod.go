@@ -74,6 +74,32 @@ func (p *Pod) Wait(ctx context.Context, id string) (*runtimeapi.ContainerStatus,
 	}
 }
 
+// RemoveContainer stops the container (SIGTERM, then SIGKILL after
+// timeout, as kubelet does when it restarts one), checks its exit, and
+// removes it. It returns the exit code.
+func (p *Pod) RemoveContainer(ctx context.Context, id string, timeout time.Duration) (int32, error) {
+	if _, err := p.rs.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: int64(timeout.Seconds())}); err != nil {
+		return 0, fmt.Errorf("StopContainer: %w", err)
+	}
+	st, err := p.rs.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		return 0, fmt.Errorf("ContainerStatus: %w", err)
+	}
+	if _, err := p.rs.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		return 0, fmt.Errorf("RemoveContainer: %w", err)
+	}
+	for i, c := range p.containers {
+		if c == id {
+			p.containers = append(p.containers[:i], p.containers[i+1:]...)
+			break
+		}
+	}
+	if st.Status.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+		return 0, fmt.Errorf("container %s is %v after StopContainer", id, st.Status.State)
+	}
+	return st.Status.ExitCode, nil
+}
+
 // Remove stops and removes the containers (last started first), then
 // stops and removes the sandbox.
 func (p *Pod) Remove() error {
