@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
@@ -50,6 +51,12 @@ type Config struct {
 	Log     *logrus.Entry
 	// Metrics, if set, is told every answer, attach and detach.
 	Metrics *metrics.Metrics
+	// ControlSocket, if set, is the root-only socket `seccompagent status`
+	// asks (status.go).
+	ControlSocket string
+	// SelfTest, if set, returns the command of the start-up self-test's
+	// child (cmd/seccompagent re-executes itself; see SelfTestChild).
+	SelfTest func(socket, id string) *exec.Cmd
 }
 
 // Server is one running agent.
@@ -64,6 +71,13 @@ type Server struct {
 	journal *journal
 	ln      *net.UnixListener
 	warn    *warnLimiter // misconfiguration fail-opens, at Warn
+
+	// For status (status.go) and the self-test (selftest.go).
+	control  *net.UnixListener
+	stats    sync.Map // *notify.Loop → *loopStats
+	since    time.Time
+	previous string
+	selfTest *selfTest
 
 	hmu      sync.Mutex // guards hfd: sends to the holder
 	hfd      int        // connection to the holder, -1 without one
@@ -112,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Log.WithField("features", fmt.Sprintf("%+v", features)).Info("kernel notify features")
 	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, hfd: -1, warn: newWarnLimiter(warnInterval),
+		selfTest: newSelfTest(cfg.SelfTest != nil),
 		attached: map[uint64]*attached{}, stopCh: make(chan string, 1), features: features,
 		loads: &loadavg.Sampler{ProcRoot: cfg.ProcRoot, Resolve: reader.LoadCgroup, Log: cfg.Log}}, nil
 }
@@ -161,7 +176,19 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.WithFields(logrus.Fields{"socket": s.cfg.Socket, "view_socket": s.cfg.ViewSocket, "holder": s.cfg.HolderSocket, "cgroups": s.reader.Mode(),
 		"nr_cpu_ids": s.kernel.NrCPUIDs, "cpumask_size": s.kernel.MaskSize, "version": s.cfg.Version,
 		"adopted": len(s.attached), "previous_agent": previous}).Info("seccompagent serving")
-	s.cfg.Metrics.Serving(previous, len(s.attached), time.Now())
+	s.since, s.previous = time.Now(), previous
+	if s.cfg.SelfTest != nil {
+		s.cfg.Metrics.SelfTestRunning()
+	}
+	s.cfg.Metrics.Serving(previous, len(s.attached), s.since)
+	if s.cfg.ControlSocket != "" {
+		if err := s.listenControl(); err != nil {
+			s.log.WithError(err).Warn("no control socket: `seccompagent status` cannot reach this agent")
+		}
+	}
+	if s.cfg.SelfTest != nil {
+		go s.runSelfTest()
+	}
 	if s.hfd >= 0 {
 		go s.watchHolder()
 	}
@@ -177,6 +204,9 @@ func (s *Server) Run(ctx context.Context) error {
 	case why = <-s.stopCh:
 	}
 	s.cfg.Metrics.Stopping()
+	if s.control != nil {
+		s.control.Close()
+	}
 	s.stop(why)
 	if why == "handover" {
 		return ErrHandedOver
@@ -451,6 +481,7 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphan *notify.Pen
 		s.started.Done()
 		s.cfg.Metrics.Attached(1)
 		defer s.cfg.Metrics.Attached(-1)
+		defer s.stats.Delete(a.loop)
 		err := a.loop.Run()
 		if errors.Is(err, notify.ErrStopped) {
 			return // the holder keeps fd for the next agent
@@ -488,8 +519,8 @@ func (s *Server) newLoop(fd int, c *notify.Container, slot int, log *logrus.Entr
 		log.WithError(regErr).Error("cannot resolve syscall numbers")
 	}
 	kern, _ := s.features.KernelFor(fd)
-	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: kern, Log: log,
-		Observe: s.observe(log)}
+	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: kern, Log: log}
+	loop.Observe = s.observeLoop(loop, log)
 	if slot >= 0 {
 		loop.Journal = testStall(slotJournal{j: s.journal, slot: slot}, log)
 	}
@@ -657,6 +688,7 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		conn.Close()
 		return
 	}
+	peer := peerRuntime(conn, s.cfg.ProcRoot)
 	rcv, err := notify.ReceiveState(conn, 5*time.Second)
 	conn.Close()
 	if errors.Is(err, notify.ErrNoData) {
@@ -670,7 +702,7 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		return
 	}
 	key := rand.Uint64() | 1
-	meta := listenerMeta{State: rcv.State, Slot: s.journal.alloc(key), Since: time.Now()}
+	meta := listenerMeta{State: rcv.State, Slot: s.journal.alloc(key), Since: time.Now(), Runtime: peer}
 	// The holder gets its copy before the first notification is
 	// answered: from here on this process may die at any instant.
 	b, _ := json.Marshal(meta)

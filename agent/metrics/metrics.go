@@ -38,8 +38,18 @@ type Metrics struct {
 	attached prometheus.Gauge
 	adopted  prometheus.Gauge
 	start    *prometheus.GaugeVec
+	selfTest prometheus.Gauge
 	serving  atomic.Bool
+	// selfTest is the self-test's state for /healthz: selfTestOff (or
+	// passed), selfTestRunning, selfTestFailed.
+	selfTestState atomic.Int32
 }
+
+const (
+	selfTestOK int32 = iota
+	selfTestRunning
+	selfTestFailed
+)
 
 // New makes the registry: the agent's metrics, its build info, and the Go
 // runtime's and the process's own (open fds, threads: one per listener).
@@ -68,6 +78,10 @@ func New(version string) *Metrics {
 			Help: "When this agent started serving (Unix time), labelled with how the previous agent ended: none (first start), exited (hand-over or clean stop), lost (crash or kill).",
 		}, []string{"previous_agent"}),
 	}
+	m.selfTest = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "seccompagent_self_test_ok",
+		Help: "1 when the start-up self-test passed (a trapped call of the agent's child was answered), 0 when it failed; absent while it runs or when it is off.",
+	})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "seccompagent_build_info",
 		Help:        "The agent's version.",
@@ -120,6 +134,31 @@ func (m *Metrics) Serving(previous string, adopted int, at time.Time) {
 	m.serving.Store(true)
 }
 
+// SelfTestRunning makes /healthz answer 503 until SelfTest(true).
+func (m *Metrics) SelfTestRunning() {
+	if m == nil {
+		return
+	}
+	m.selfTestState.Store(selfTestRunning)
+}
+
+// SelfTest records the start-up self-test's result; a failed one makes
+// /healthz answer 503 for good.
+func (m *Metrics) SelfTest(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.selfTest.Set(1)
+		m.selfTestState.Store(selfTestOK)
+	} else {
+		m.selfTest.Set(0)
+		m.selfTestState.Store(selfTestFailed)
+	}
+	// Registered on first use: absent until the self-test has a result.
+	_ = m.reg.Register(m.selfTest)
+}
+
 // Stopping makes /healthz answer 503: the agent no longer accepts runtimes.
 func (m *Metrics) Stopping() {
 	if m == nil {
@@ -129,7 +168,8 @@ func (m *Metrics) Stopping() {
 }
 
 // Handler serves /metrics (Prometheus text or protobuf, as the scraper
-// asks) and /healthz (200 "ok" while the agent serves, else 503).
+// asks) and /healthz (200 "ok" while the agent serves, 503 before, while
+// it stops, while the self-test runs and after it failed).
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
@@ -138,6 +178,16 @@ func (m *Metrics) Handler() http.Handler {
 		if !m.serving.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not serving")
+			return
+		}
+		switch m.selfTestState.Load() {
+		case selfTestRunning:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "self-test running")
+			return
+		case selfTestFailed:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "self-test failed: see `seccompagent status`")
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -80,6 +80,28 @@ func TestMetrics(t *testing.T) {
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", body)
 	}
+	if strings.Contains(body, "seccompagent_self_test_ok") {
+		t.Error("seccompagent_self_test_ok present before any self-test result")
+	}
+	m.SelfTestRunning()
+	if code, body := get(t, base+"/healthz"); code != http.StatusServiceUnavailable || body != "self-test running\n" {
+		t.Errorf("/healthz while the self-test runs: %d %q, want 503", code, body)
+	}
+	m.SelfTest(true)
+	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz after the self-test passed: %d, want 200", code)
+	}
+	if _, body := get(t, base+"/metrics"); !strings.Contains(body, "\nseccompagent_self_test_ok 1\n") {
+		t.Error("/metrics lacks seccompagent_self_test_ok 1")
+	}
+	m.SelfTest(false)
+	if code, _ := get(t, base+"/healthz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz after a failed self-test: %d, want 503", code)
+	}
+	if _, body := get(t, base+"/metrics"); !strings.Contains(body, "\nseccompagent_self_test_ok 0\n") {
+		t.Error("/metrics lacks seccompagent_self_test_ok 0")
+	}
+	m.SelfTest(true)
 	m.Stopping()
 	if code, _ := get(t, base+"/healthz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz after Stopping: %d, want 503", code)
@@ -91,6 +113,8 @@ func TestNilMetrics(t *testing.T) {
 	m.Call(notify.Outcome{Syscall: "sysinfo"})
 	m.Attached(1)
 	m.Serving("none", 0, time.Now())
+	m.SelfTestRunning()
+	m.SelfTest(false)
 	m.Stopping()
 	if _, err := Listen("127.0.0.1:0", nil); err == nil {
 		t.Error("Listen with no registry succeeded")

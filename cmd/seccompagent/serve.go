@@ -37,6 +37,8 @@ func runServe(args []string, _, stderr io.Writer) error {
 	format := fs.String("log-format", "text", "log format: text or json")
 	procRoot := fs.String("proc", "/proc", "procfs mount to read processes from")
 	fsRoot := fs.String("root", "/", "root under which cgroup mounts and /sys are found")
+	controlSocket := fs.String("control-socket", "", "root-only socket `seccompagent status` asks (default: control.sock next to --socket)")
+	selfTest := fs.Bool("self-test", true, "at start, trap a call of a child through the full path and report unhealthy (log, metric, /healthz, status) when that fails")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz (e.g. 127.0.0.1:9101; off when empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -48,7 +50,16 @@ func runServe(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := agent.Config{Socket: *socket, ViewSocket: *viewSocket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger)}
+	cfg := agent.Config{Socket: *socket, ViewSocket: *viewSocket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger),
+		ControlSocket: *controlSocket}
+	if cfg.ControlSocket == "" {
+		cfg.ControlSocket = agent.DefaultControlSocket(*socket)
+	}
+	if *selfTest {
+		cfg.SelfTest = func(socket, id string) *exec.Cmd {
+			return exec.Command("/proc/self/exe", "self-test-child", "--socket", socket, "--id", id)
+		}
+	}
 	if *afterHandover != "exit" && *afterHandover != "wait" {
 		return fmt.Errorf("--after-handover %q: want exit or wait", *afterHandover)
 	}
