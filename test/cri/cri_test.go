@@ -395,6 +395,7 @@ var (
 	holdCommand    = []string{"/usr/local/bin/seccompagent", "hold", "--socket", "/run/seccompagent/holder.sock", "--idle-exit", "0", "--log-format", "json"}
 	serveCommand   = []string{"/usr/local/bin/seccompagent", "serve", "--socket", "/run/seccompagent/seccompagent.sock",
 		"--holder", "process", "--after-handover", "wait", "--log-format", "json"}
+	readinessCommand = []string{"/usr/local/bin/seccompagent", "status"}
 )
 
 // TestDaemonSet deploys the agent as examples/kubernetes/daemonset.yaml
@@ -424,7 +425,7 @@ func TestDaemonSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range [][]string{installCommand, holdCommand, serveCommand} {
+	for _, cmd := range [][]string{installCommand, holdCommand, serveCommand, readinessCommand} {
 		j, _ := json.Marshal(cmd)
 		if !strings.Contains(string(manifest), "command: "+string(j)+"\n") {
 			t.Errorf("daemonset.yaml has no line `command: %s`: keep the test and the manifest in step", j)
@@ -545,6 +546,19 @@ func TestDaemonSet(t *testing.T) {
 	agentID := startAgent(0)
 	if err := waitSocket(ctx, "unix", c.AgentSocket); err != nil {
 		t.Fatalf("the agent container: %v\n%s", err, logs())
+	}
+	// The manifest's readiness probe, as kubelet runs it (ExecSync): ready
+	// once the self-test passed.
+	var probe *runtimeapi.ExecSyncResponse
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		probe, err = c.Runtime.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: agentID, Cmd: readinessCommand, Timeout: 10})
+		if err == nil && probe.ExitCode == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || probe.ExitCode != 0 || !strings.Contains(string(probe.Stdout), "healthy: yes (self-test passed)") {
+		t.Fatalf("readiness probe %v in the agent container: %v, exit %d\n%s%s\n%s", readinessCommand, err, probe.GetExitCode(),
+			probe.GetStdout(), probe.GetStderr(), logs())
 	}
 
 	out, err := probePod(t, c, "workload", map[string]string{"seccompagent.io/enable": "true"})
