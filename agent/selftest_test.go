@@ -24,6 +24,12 @@ func TestSelfTestCause(t *testing.T) {
 		{"write refused, named first", []notify.Outcome{
 			{Syscall: "sysinfo", Response: notify.Continue(), Reason: notify.ReasonHandler}, refused}, nil,
 			[]string{"sched_getaffinity: fail-open, reason write", "operation not permitted", "CAP_SYS_PTRACE", "; sysinfo: fail-open, reason handler"}},
+		{"handler's own choice with the write proven", []notify.Outcome{answered("sched_getaffinity"),
+			{Syscall: "sysinfo", Response: notify.Continue(), Reason: notify.ReasonHandler}}, nil, nil},
+		{"handler's choice only", []notify.Outcome{
+			{Syscall: "sched_getaffinity", Response: notify.Continue(), Reason: notify.ReasonHandler},
+			{Syscall: "sysinfo", Response: notify.Continue(), Reason: notify.ReasonHandler}}, nil,
+			[]string{"sysinfo: fail-open, reason handler; sched_getaffinity: fail-open, reason handler"}},
 		{"pid not visible", []notify.Outcome{answered("sched_getaffinity"),
 			{Syscall: "sysinfo", Response: notify.Continue(), Reason: notify.ReasonPidNotVisible}}, nil,
 			[]string{"sysinfo: fail-open, reason pid-not-visible", "hostPID"}},
