@@ -8,48 +8,79 @@ BIN      := bin/seccompagent
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 
-# Debian packages the build, the demo and every test tier need.
-DEB_PACKAGES := gcc gcc-multilib make pkg-config libseccomp-dev runc crun jq musl-tools busybox-static util-linux \
-	dpkg-dev python3 nodejs openjdk-17-jre-headless podman containerd docker.io netavark \
-	qemu-system-x86 linux-image-amd64 kmod lxcfs
+# Debian packages, by what needs them. `make demo` installs only DEMO_PACKAGES;
+# `make deps` (and so `make build` and `make test`) installs the full set.
+# The cgroup v2 VM tier boots Debian's kernel package without installing it:
+# test/vm fetches it with `apt-get download` and unpacks it into build/vm/kernel.
+BUILD_PACKAGES := gcc libc6-dev make pkg-config libseccomp-dev ca-certificates
+# test/demo: runc containers running static busybox and the test programs
+# (test/rootfs/build.sh: musl-gcc, gcc -m32). Its LXCFS column needs lxcfs,
+# which `make deps` installs (the demo skips that column without it).
+DEMO_PACKAGES  := $(BUILD_PACKAGES) runc musl-tools busybox-static gcc-multilib
+TEST_PACKAGES  := $(DEMO_PACKAGES) crun jq util-linux dpkg-dev \
+	python3 nodejs openjdk-17-jre-headless podman containerd docker.io netavark \
+	qemu-system-x86 kmod lxcfs
 
-.PHONY: all deps build test demo consumers bench lint clean
+.PHONY: all deps deps-demo deps-build build image test demo consumers bench lint clean
 
 all: build
 
-deps:
+# install-debs PACKAGES: install the missing ones (Debian only, as root).
+define install-debs
 	@if [ ! -f /etc/debian_version ]; then \
-		echo "make deps installs Debian packages; on this system install by hand:"; \
-		echo "  Go >= 1.26, gcc, pkg-config, libseccomp (>= 2.5, with headers), runc (>= 1.1) or crun (>= 0.19),"; \
-		echo "  jq, musl-gcc (musl-tools), a static busybox, util-linux (unshare), gcc -m32 (multilib),"; \
-		echo "  dpkg-dev and deb-src access (apt-get source busybox), python3, nodejs, OpenJDK 17,"; \
-		echo "  podman, containerd, docker (dockerd 20.10 or later), netavark, lxcfs (>= 5, with fuse),"; \
-		echo "  qemu-system-x86_64 and a distribution kernel with /boot/vmlinuz-<ver> and /lib/modules/<ver> (cgroup v2 VM tier)"; \
+		echo "this installs Debian packages; on this system install by hand: $(1)"; \
+		echo "(Go >= 1.26 at /usr/local/go; see README Requirements)"; \
 		exit 1; \
 	fi
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: $$missing — run 'make deps' as root"; exit 1; fi; \
+		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: $$missing — run as root"; exit 1; fi; \
 		echo "installing: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@command -v $(GO) >/dev/null || { echo "Go not found: install Go >= 1.26 at /usr/local/go"; exit 1; }
+endef
+
+deps:
+	$(call install-debs,$(TEST_PACKAGES))
 	$(GO) mod download
+
+# Only what `make demo` needs; go run fetches only the modules the demo imports.
+deps-demo:
+	$(call install-debs,$(DEMO_PACKAGES))
+
+deps-build:
+	$(call install-debs,$(BUILD_PACKAGES))
 
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/seccompagent
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/seccompagent-runtime ./oci-hook/cmd/seccompagent-runtime
 
+# The agent's container image (examples/kubernetes/daemonset.yaml): the agent
+# and the runtime wrapper, linked statically (libseccomp.a, glibc), written by
+# Go as one tarball for `ctr -n k8s.io images import`, `docker load`, `podman load`.
+IMAGE     ?= localhost/seccompagent:latest
+IMAGE_TAR ?= build/seccompagent-image.tar
+IMAGE_DIR ?= build/image
+STATIC    := CGO_ENABLED=1 $(GO) build -tags osusergo,netgo -ldflags "$(LDFLAGS) -s -w -linkmode external -extldflags -static"
+
+image: deps-build
+	rm -rf $(IMAGE_DIR)/rootfs && mkdir -p $(IMAGE_DIR)/rootfs/usr/local/bin
+	$(STATIC) -o $(IMAGE_DIR)/rootfs/usr/local/bin/seccompagent ./cmd/seccompagent
+	$(STATIC) -o $(IMAGE_DIR)/rootfs/usr/local/bin/seccompagent-runtime ./oci-hook/cmd/seccompagent-runtime
+	$(GO) run ./examples/kubernetes/image --rootfs $(IMAGE_DIR)/rootfs --name $(IMAGE) --out $(IMAGE_TAR)
+
 # Every tier that exists: unit (fixtures), kernel (re-executed subprocess),
 # end-to-end (root: runc and crun containers, consumer matrix), engines
-# (podman, containerd, dockerd) and cgroup v2 (qemu VM). Under CI=true a tier that
+# (podman, containerd, dockerd), Kubernetes through containerd's CRI plugin
+# and cgroup v2 (qemu VM). Under CI=true a tier that
 # cannot run fails instead of skipping. Packages run one at a time (-p 1): the
 # VM tier's emulated CPUs would otherwise starve the timing checks (live
 # updates within 1 s, uptime) of the host tiers on a 2-CPU machine.
 test: build lint
 	$(GO) test -p 1 -count=1 -timeout 30m ./...
 
-demo: deps
+demo: deps-demo
 	$(GO) run ./test/demo
 
 # Speed and fairness against a minimal C supervisor measured in the same run

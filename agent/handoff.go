@@ -54,6 +54,8 @@ type listenerMeta struct {
 	// Slot is the listener's journal slot, -1 for none.
 	Slot  int       `json:"slot"`
 	Since time.Time `json:"since"`
+	// Runtime names the process that connected (runc, crun), for status.
+	Runtime string `json:"runtime,omitempty"`
 }
 
 // maxFrame bounds one message: a container state (notify.MaxStateSize)

@@ -8,12 +8,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/seccompagent/seccompagent/agent/metrics"
 	"github.com/seccompagent/seccompagent/handlers/affinity"
 	"github.com/seccompagent/seccompagent/handlers/sysinfo"
 	"github.com/seccompagent/seccompagent/limits"
@@ -50,6 +52,14 @@ type Config struct {
 	NoSyncWakeUp bool
 	Version      string
 	Log          *logrus.Entry
+	// Metrics, if set, is told every answer, attach and detach.
+	Metrics *metrics.Metrics
+	// ControlSocket, if set, is the root-only socket `seccompagent status`
+	// asks (status.go).
+	ControlSocket string
+	// SelfTest, if set, returns the command of the start-up self-test's
+	// child (cmd/seccompagent re-executes itself; see SelfTestChild).
+	SelfTest func(socket, id string) *exec.Cmd
 }
 
 // Server is one running agent.
@@ -71,6 +81,14 @@ type Server struct {
 
 	journal *journal
 	ln      *net.UnixListener
+	warn    *warnLimiter // misconfiguration fail-opens, at Warn
+
+	// For status (status.go) and the self-test (selftest.go).
+	control  *net.UnixListener
+	stats    sync.Map // *notify.Loop → *loopStats
+	since    time.Time
+	previous string
+	selfTest *selfTest
 
 	hmu      sync.Mutex // guards hfd: sends to the holder
 	hfd      int        // connection to the holder, -1 without one
@@ -119,6 +137,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Log.WithField("features", fmt.Sprintf("%+v", features)).Info("kernel notify features")
 	return &Server{cfg: cfg, log: cfg.Log, reader: reader, kernel: kern, hfd: -1, attaching: attachSlots(),
+		warn: newWarnLimiter(warnInterval), selfTest: newSelfTest(cfg.SelfTest != nil),
 		attached: map[uint64]*attached{}, stopCh: make(chan string, 1), features: features,
 		loads: &loadavg.Sampler{ProcRoot: cfg.ProcRoot, Resolve: reader.LoadCgroup, Log: cfg.Log}}, nil
 }
@@ -168,6 +187,19 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.WithFields(logrus.Fields{"socket": s.cfg.Socket, "view_socket": s.cfg.ViewSocket, "holder": s.cfg.HolderSocket, "cgroups": s.reader.Mode(),
 		"nr_cpu_ids": s.kernel.NrCPUIDs, "cpumask_size": s.kernel.MaskSize, "version": s.cfg.Version,
 		"adopted": len(s.attached), "previous_agent": previous}).Info("seccompagent serving")
+	s.since, s.previous = time.Now(), previous
+	if s.cfg.SelfTest != nil {
+		s.cfg.Metrics.SelfTestRunning()
+	}
+	s.cfg.Metrics.Serving(previous, len(s.attached), s.since)
+	if s.cfg.ControlSocket != "" {
+		if err := s.listenControl(); err != nil {
+			s.log.WithError(err).Warn("no control socket: `seccompagent status` cannot reach this agent")
+		}
+	}
+	if s.cfg.SelfTest != nil {
+		go s.runSelfTest()
+	}
 	if s.hfd >= 0 {
 		go s.watchHolder()
 	}
@@ -181,6 +213,10 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		why = "signal"
 	case why = <-s.stopCh:
+	}
+	s.cfg.Metrics.Stopping()
+	if s.control != nil {
+		s.control.Close()
 	}
 	s.stop(why)
 	if why == "handover" {
@@ -473,6 +509,9 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphans []orphan) 
 		s.recoverOrphans(a, orphans, log)
 		log.WithFields(logrus.Fields{"since": meta.Since.Format(time.RFC3339)}).Info("container attached")
 		s.started.Done()
+		s.cfg.Metrics.Attached(1)
+		defer s.cfg.Metrics.Attached(-1)
+		defer s.stats.Delete(a.loop)
 		err := a.loop.Run()
 		if errors.Is(err, notify.ErrStopped) {
 			return // the holder keeps fd for the next agent
@@ -516,6 +555,7 @@ func (s *Server) newLoop(key uint64, fd int, c *notify.Container, slot int, log 
 	}
 	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: kern, Log: log,
 		Receivers: receiversPerListener, Budget: s.budgets.acquire(c.ID, c.InitPid, s.reader)}
+	loop.Observe = s.observeLoop(loop, log)
 	if !syncWake {
 		s.pollerOnce.Do(func() {
 			var err error
@@ -526,7 +566,12 @@ func (s *Server) newLoop(key uint64, fd int, c *notify.Container, slot int, log 
 		loop.Poller = s.poller
 	}
 	if slot >= 0 {
-		loop.Journal = testStall(slotJournal{j: s.journal, slot: slot, key: key}, log)
+		var j notify.Journal = slotJournal{j: s.journal, slot: slot, key: key}
+		if !isSelfTestID(c.ID) {
+			// The restart tests' stall hook is for a container's call.
+			j = testStall(j, log)
+		}
+		loop.Journal = j
 	}
 	return loop
 }
@@ -696,6 +741,7 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 	awaitData(conn)
 	s.attaching <- struct{}{}
 	defer func() { <-s.attaching }()
+	peer := peerRuntime(conn, s.cfg.ProcRoot)
 	rcv, err := notify.ReceiveState(conn, 5*time.Second)
 	conn.Close()
 	if errors.Is(err, notify.ErrNoData) {
@@ -709,7 +755,7 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		return
 	}
 	key := rand.Uint64() | 1
-	meta := listenerMeta{State: rcv.State, Slot: s.journal.alloc(key), Since: time.Now()}
+	meta := listenerMeta{State: rcv.State, Slot: s.journal.alloc(key), Since: time.Now(), Runtime: peer}
 	// The holder gets its copy before the first notification is
 	// answered: from here on this process may die at any instant.
 	b, _ := json.Marshal(meta)

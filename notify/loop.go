@@ -91,6 +91,9 @@ type Loop struct {
 	// Journal, if set, records each notification before it is answered:
 	// each receiver receives into a buffer of its own from it.
 	Journal Journal
+	// Observe, if set, is called after each response (from the loop's
+	// goroutine: it must not block).
+	Observe func(Outcome)
 	Log     *logrus.Entry
 	// Receivers bounds how many notifications of this listener are
 	// answered at once (default 1; helpers need Kernel.Poll).
@@ -436,7 +439,9 @@ func (l *Loop) Answer(p *Pending) {
 	l.Gate.RLock()
 	defer l.Gate.RUnlock()
 
-	resp := l.answer(p)
+	start := time.Now()
+	var o Outcome
+	resp := l.answer(p, &o)
 	r := notifResp{ID: p.ID}
 	switch {
 	case resp.Continue:
@@ -446,10 +451,15 @@ func (l *Loop) Answer(p *Pending) {
 	default:
 		r.Val = resp.Val
 	}
-	if err := l.Kernel.Send(l.Fd, &r); err != nil {
+	err := l.Kernel.Send(l.Fd, &r)
+	if err != nil {
 		// ENOENT: the caller died or was interrupted by a signal after
 		// we received it; the kernel has already dealt with it.
 		l.Log.WithFields(logrus.Fields{"id": p.ID, "tid": p.Tid, "err": err}).Debug("respond failed")
+	}
+	if l.Observe != nil {
+		o.Response, o.SendErr, o.Duration = resp, err, time.Since(start)
+		l.Observe(o)
 	}
 }
 
@@ -457,12 +467,15 @@ func (l *Loop) Answer(p *Pending) {
 // still names the trapped thread while the handler reads its /proc files and
 // cgroups), compute, check the id again right before writing into the
 // thread's memory, write, and only then respond. Every failure short of a
-// handler answer, and every write that did not complete, is Continue.
-func (l *Loop) answer(n *Pending) (resp Response) {
+// handler answer, and every write that did not complete, is Continue, with
+// its reason in o.
+func (l *Loop) answer(n *Pending, o *Outcome) (resp Response) {
 	e, ok := l.Registry.lookup(n.Arch, n.Nr)
 	if !ok {
+		o.Reason = ReasonUnregistered
 		return Continue()
 	}
+	o.Syscall, o.Arch = e.name, e.abi.Name
 	// Per-notification fields cost allocations on every call: only when
 	// debug logging would print them (errors add them below).
 	debugOn := l.Log.Logger.IsLevelEnabled(logrus.DebugLevel)
@@ -473,11 +486,13 @@ func (l *Loop) answer(n *Pending) (resp Response) {
 	if n.Tid == 0 {
 		// The trapped thread is not visible in our pid namespace.
 		log.Debug("caller not visible from the agent's pid namespace: continue")
+		o.Reason = ReasonPidNotVisible
 		return Continue()
 	}
 	if err := l.Kernel.IDValid(l.Fd, n.ID); err != nil {
 		// The caller is gone; the kernel will not accept any answer.
 		log.WithError(err).Debug("notification no longer valid")
+		o.Reason, o.Err = ReasonGone, err
 		return Continue()
 	}
 	mem := &vmWriter{tid: int(n.Tid), fd: l.Fd, id: n.ID, idValid: l.Kernel.IDValid}
@@ -486,6 +501,7 @@ func (l *Loop) answer(n *Pending) (resp Response) {
 		if p := recover(); p != nil {
 			l.noteFields(n, e).WithField("panic", p).Errorf("handler panicked, answering with the kernel's value\n%s", debug.Stack())
 			resp = Continue()
+			o.Reason, o.Err = ReasonPanic, fmt.Errorf("panic: %v", p)
 		}
 	}()
 	resp = e.handler.Handle(req)
@@ -493,11 +509,16 @@ func (l *Loop) answer(n *Pending) (resp Response) {
 		if !resp.Continue && debugOn {
 			log.WithField("answer", resp).Debug("write into the caller did not complete: continue, the kernel answers")
 		}
+		o.Reason, o.Err = ReasonWrite, &writeError{err: mem.err, errno: mem.errno}
 		return Continue()
 	}
 	if resp.Errno != 0 && !validErrno(resp.Errno) {
 		l.noteFields(n, e).WithField("errno", resp.Errno).Error("handler returned an impossible errno: continue")
+		o.Reason = ReasonBadErrno
 		return Continue()
+	}
+	if resp.Continue {
+		o.Reason = ReasonHandler
 	}
 	if debugOn {
 		log.WithField("answer", resp).Debug("answered")

@@ -80,9 +80,32 @@ func TestLoopDecisions(t *testing.T) {
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	l := &Loop{Fd: -1, Container: &Container{ID: "c"}, Registry: reg, Kernel: fk.seam(), Log: logrus.NewEntry(log)}
+	var seen []Outcome
+	l := &Loop{Fd: -1, Container: &Container{ID: "c"}, Registry: reg, Kernel: fk.seam(), Log: logrus.NewEntry(log),
+		Observe: func(o Outcome) { seen = append(seen, o) }}
 	if err := l.Run(); err != nil {
 		t.Fatal(err)
+	}
+	// What the observer was told, in order (ids 1..8).
+	wantSeen := []struct{ syscall, arch, reason, resp string }{
+		{"sysinfo", "x86_64", ReasonPanic, "continue"},
+		{"sched_getaffinity", "x86_64", "", "return 32"},
+		{"", "", ReasonUnregistered, "continue"},
+		{"sched_getaffinity", "x86_64", ReasonGone, "continue"},
+		{"sched_getaffinity", "x86_64", ReasonPidNotVisible, "continue"},
+		{"sched_getaffinity", "i386", ReasonBadErrno, "continue"},
+		{"sched_getaffinity", "x32", "", "return 32"},
+		{"", "", ReasonUnregistered, "continue"},
+	}
+	if len(seen) != len(wantSeen) {
+		t.Fatalf("observer called %d times, want %d", len(seen), len(wantSeen))
+	}
+	for i, w := range wantSeen {
+		o := seen[i]
+		if o.Syscall != w.syscall || o.Arch != w.arch || o.Reason != w.reason || o.Response.String() != w.resp || o.Duration <= 0 {
+			t.Errorf("id %d: observed %s/%s %q %s in %v; want %s/%s %q %s", i+1,
+				o.Syscall, o.Arch, o.Reason, o.Response, o.Duration, w.syscall, w.arch, w.reason, w.resp)
+		}
 	}
 	want := map[uint64]notifResp{
 		1: {ID: 1, Flags: flagContinue},
@@ -317,6 +340,55 @@ func TestParseProbe(t *testing.T) {
 		sync, wakes, err := parseProbe(tc.out)
 		if (err == nil) != tc.ok || sync != tc.sync || wakes != tc.wakes {
 			t.Errorf("parseProbe(%q) = %v, %v, %v", tc.out, sync, wakes, err)
+		}
+	}
+}
+
+// TestLoopObserveWrite: a write into the caller that fails is a fail-open
+// with reason write and process_vm_writev's errno reachable through
+// errors.Is (EFAULT here: address 0 is never mapped); a handler's own
+// continue is reported as such.
+func TestLoopObserveWrite(t *testing.T) {
+	self := uint32(os.Getpid())
+	for _, c := range []struct {
+		name   string
+		h      HandlerFunc
+		reason string
+		errno  syscall.Errno
+	}{
+		{"unmapped destination", func(req *Request) Response {
+			_ = req.Mem.Write(0, []byte{1})
+			return Return(0)
+		}, ReasonWrite, syscall.EFAULT},
+		{"handler continue", func(*Request) Response { return Continue() }, ReasonHandler, 0},
+	} {
+		reg := NewRegistry()
+		if err := reg.Register("sysinfo", c.h); err != nil {
+			t.Fatal(err)
+		}
+		var nr int32
+		for k, e := range reg.m {
+			if e.abi.Name == AMD64.Name && k.Audit == AMD64.Audit {
+				nr = k.Nr
+			}
+		}
+		fk := &fakeKernel{queue: []notif{{ID: 1, Pid: self, Arch: AMD64.Audit, Nr: nr}}}
+		var seen []Outcome
+		log := logrus.New()
+		log.SetOutput(io.Discard)
+		l := &Loop{Fd: -1, Registry: reg, Kernel: fk.seam(), Log: logrus.NewEntry(log),
+			Observe: func(o Outcome) { seen = append(seen, o) }}
+		if err := l.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) != 1 || seen[0].Reason != c.reason || !seen[0].Response.Continue {
+			t.Fatalf("%s: observed %+v; want one continue, reason %q", c.name, seen, c.reason)
+		}
+		if c.errno != 0 && !errors.Is(seen[0].Err, c.errno) {
+			t.Errorf("%s: error %v does not match %v", c.name, seen[0].Err, c.errno)
+		}
+		if c.errno == 0 && seen[0].Err != nil {
+			t.Errorf("%s: error %v, want none", c.name, seen[0].Err)
 		}
 	}
 }

@@ -57,8 +57,10 @@ type vmWriter struct {
 	id      uint64
 	idValid func(fd int, id uint64) error
 	// failed records that a write did not complete: the loop then answers
-	// Continue whatever the handler said.
+	// Continue whatever the handler said; err is why (for Loop.Observe).
 	failed bool
+	err    error
+	errno  unix.Errno // process_vm_writev's, when it failed
 }
 
 var _ Memory = (*vmWriter)(nil)
@@ -66,7 +68,7 @@ var _ Memory = (*vmWriter)(nil)
 // Write implements Memory.
 func (w *vmWriter) Write(addr uint64, p []byte) error {
 	if err := w.write(addr, p); err != nil {
-		w.failed = true
+		w.failed, w.err = true, err
 		return err
 	}
 	return nil
@@ -93,6 +95,7 @@ func (w *vmWriter) write(addr uint64, p []byte) error {
 			continue
 		}
 		if err != nil {
+			w.errno, _ = err.(unix.Errno)
 			// Not wrapped with %w: an EFAULT here is not the
 			// syscall's answer, only the kernel's copy is.
 			return fmt.Errorf("%w: process_vm_writev(%d, %#x, %d): %v", ErrKernelAnswers, w.tid, addr, len(p), err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/seccompagent/seccompagent/agent"
+	"github.com/seccompagent/seccompagent/agent/metrics"
 	ocihook "github.com/seccompagent/seccompagent/oci-hook"
 	"github.com/sirupsen/logrus"
 )
@@ -37,6 +38,9 @@ func runServe(args []string, _, stderr io.Writer) error {
 	procRoot := fs.String("proc", "/proc", "procfs mount to read processes from")
 	fsRoot := fs.String("root", "/", "root under which cgroup mounts and /sys are found")
 	syncWake := fs.Bool("sync-wake-up", true, "use synchronous wake-up where the kernel has it (Linux 6.6+); false takes the older kernels' path (make bench compares both)")
+	controlSocket := fs.String("control-socket", "", "root-only socket `seccompagent status` asks (default: control.sock next to --socket)")
+	selfTest := fs.Bool("self-test", true, "at start, trap a call of a child through the full path and report unhealthy (log, metric, /healthz, status) when that fails")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz (e.g. 127.0.0.1:9101; off when empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,7 +52,15 @@ func runServe(args []string, _, stderr io.Writer) error {
 		return err
 	}
 	cfg := agent.Config{Socket: *socket, ViewSocket: *viewSocket, ProcRoot: *procRoot, FSRoot: *fsRoot, Version: version, Log: logrus.NewEntry(logger),
-		NoSyncWakeUp: !*syncWake}
+		NoSyncWakeUp: !*syncWake, ControlSocket: *controlSocket}
+	if cfg.ControlSocket == "" {
+		cfg.ControlSocket = agent.DefaultControlSocket(*socket)
+	}
+	if *selfTest {
+		cfg.SelfTest = func(socket, id string) *exec.Cmd {
+			return exec.Command("/proc/self/exe", "self-test-child", "--socket", socket, "--id", id)
+		}
+	}
 	if *afterHandover != "exit" && *afterHandover != "wait" {
 		return fmt.Errorf("--after-handover %q: want exit or wait", *afterHandover)
 	}
@@ -64,6 +76,15 @@ func runServe(args []string, _, stderr io.Writer) error {
 	case "none":
 	default:
 		return fmt.Errorf("--holder %q: want process, systemd or none", *holder)
+	}
+	if *metricsAddr != "" {
+		cfg.Metrics = metrics.New(version)
+		ms, err := metrics.Listen(*metricsAddr, cfg.Metrics)
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
+		logger.WithField("addr", ms.Addr.String()).Info("serving metrics at /metrics and health at /healthz")
 	}
 	srv, err := agent.New(cfg)
 	if err != nil {

@@ -59,7 +59,7 @@ func checkPrereqs() error {
 		missing = append(missing, "busybox (busybox-static)")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing %s: run `make deps`", strings.Join(missing, ", "))
+		return fmt.Errorf("missing %s: run `make deps-demo` (or `make demo`, which runs it)", strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -116,18 +116,20 @@ func TestArchive(t *testing.T) {
 	}
 }
 
-func TestVersionLess(t *testing.T) {
+func TestParseMetapackageDepends(t *testing.T) {
 	for _, c := range []struct {
-		a, b string
-		less bool
+		name, out, want string
+		err             bool
 	}{
-		{"6.1.0-9-amd64", "6.1.0-56-amd64", true},
-		{"6.1.0-56-amd64", "6.1.0-9-amd64", false},
-		{"5.10.0-30-amd64", "6.1.0-1-amd64", true},
-		{"6.1.0-56-amd64", "6.1.0-56-amd64", false},
+		{"bookworm", "linux-image-amd64\n  Depends: linux-image-6.1.0-57-amd64\n", "6.1.0-57-amd64", false},
+		{"alternatives", "linux-image-amd64\n |Depends: linux-image-6.12.9-amd64\n  Depends: firmware-linux\n", "6.12.9-amd64", false},
+		{"other depends first", "linux-image-amd64\n  Depends: initramfs-tools\n  Depends: linux-image-6.1.0-9-amd64\n  Recommends: firmware\n", "6.1.0-9-amd64", false},
+		{"not a kernel", "linux-image-amd64\n  Depends: linux-image-amd64-signed-template\n", "", true},
+		{"none", "linux-image-amd64\n", "", true},
 	} {
-		if got := versionLess(c.a, c.b); got != c.less {
-			t.Errorf("versionLess(%q, %q) = %v, want %v", c.a, c.b, got, c.less)
+		got, err := parseMetapackageDepends(c.out)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("%s: got %q, %v; want %q, error %v", c.name, got, err, c.want, c.err)
 		}
 	}
 }

@@ -4,7 +4,8 @@
 // inside it.
 //
 // Everything comes from Debian packages: the kernel and its modules from
-// linux-image-amd64 (/boot/vmlinuz-<ver>, /lib/modules/<ver>), static
+// the package linux-image-amd64 depends on, fetched with `apt-get download`
+// and unpacked into build/vm/kernel (never installed on the host), static
 // busybox, runc, crun, jq and lxcfs (with liblxcfs.so and the fuse module)
 // with the shared libraries ldd names. The agent, seccompagent-runtime and
 // `go test -c` e2e and notify binaries are built from this module, with a
@@ -30,7 +31,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -39,10 +39,6 @@ import (
 
 //go:embed init.sh
 var initScript []byte
-
-// EnvKernel selects the kernel version (a /boot/vmlinuz-<ver> with
-// /lib/modules/<ver>); default: the newest Debian kernel installed.
-const EnvKernel = "SECCOMPAGENT_VM_KERNEL"
 
 // Modules are loaded in the VM (with their dependencies): the 9p share for
 // the results, overlay for runtimes and images that want it, and fuse for
@@ -60,62 +56,6 @@ const (
 	vmNotifyTest = "opt/seccompagent/bin/notify.test"
 	vmI386       = "opt/seccompagent/bin/compat-i386"
 )
-
-// Kernel is an installed Debian kernel.
-type Kernel struct {
-	Version string // e.g. 6.1.0-56-amd64
-	Image   string // /boot/vmlinuz-<Version>
-	Modules string // /lib/modules/<Version>
-}
-
-// FindKernel returns the kernel to boot: $SECCOMPAGENT_VM_KERNEL, or the
-// newest /boot/vmlinuz-* that has a module tree with modules.dep (the
-// host's own kernel need not be one of them).
-func FindKernel() (Kernel, error) {
-	var versions []string
-	if v := os.Getenv(EnvKernel); v != "" {
-		versions = []string{v}
-	} else {
-		images, _ := filepath.Glob("/boot/vmlinuz-*")
-		for _, img := range images {
-			versions = append(versions, strings.TrimPrefix(filepath.Base(img), "vmlinuz-"))
-		}
-		sort.Slice(versions, func(i, j int) bool { return versionLess(versions[j], versions[i]) })
-	}
-	for _, v := range versions {
-		k := Kernel{Version: v, Image: "/boot/vmlinuz-" + v, Modules: "/lib/modules/" + v}
-		if _, err := os.Stat(k.Image); err != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(k.Modules, "modules.dep")); err != nil {
-			continue
-		}
-		return k, nil
-	}
-	return Kernel{}, errors.New("no kernel with modules found (/boot/vmlinuz-<ver> and /lib/modules/<ver>/modules.dep): install linux-image-amd64 (`make deps`)")
-}
-
-// versionLess compares dotted/dashed version strings numerically where
-// both parts are numbers.
-func versionLess(a, b string) bool {
-	split := func(s string) []string {
-		return strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '~' })
-	}
-	pa, pb := split(a), split(b)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		na, ea := strconv.Atoi(pa[i])
-		nb, eb := strconv.Atoi(pb[i])
-		switch {
-		case ea == nil && eb == nil:
-			if na != nb {
-				return na < nb
-			}
-		case pa[i] != pb[i]:
-			return pa[i] < pb[i]
-		}
-	}
-	return len(pa) < len(pb)
-}
 
 // Image is a bootable kernel + initramfs.
 type Image struct {
