@@ -14,12 +14,12 @@ LDFLAGS  := -X main.version=$(VERSION)
 # test/vm fetches it with `apt-get download` and unpacks it into build/vm/kernel.
 BUILD_PACKAGES := gcc libc6-dev make pkg-config libseccomp-dev ca-certificates
 # test/demo: runc containers running static busybox and the test programs
-# (test/rootfs/build.sh: musl-gcc, gcc -m32). Its LXCFS column needs lxcfs,
-# which `make deps` installs (the demo skips that column without it).
-DEMO_PACKAGES  := $(BUILD_PACKAGES) runc musl-tools busybox-static gcc-multilib
+# (test/rootfs/build.sh: musl-gcc, gcc -m32), and its LXCFS column (the demo
+# starts a private lxcfs; it skips that column if lxcfs is missing).
+DEMO_PACKAGES  := $(BUILD_PACKAGES) runc musl-tools busybox-static gcc-multilib lxcfs
 TEST_PACKAGES  := $(DEMO_PACKAGES) crun jq util-linux dpkg-dev \
 	python3 nodejs openjdk-17-jre-headless podman containerd docker.io netavark \
-	qemu-system-x86 kmod lxcfs
+	qemu-system-x86 kmod
 
 .PHONY: all deps deps-demo deps-build build image test demo consumers bench lint clean
 
