@@ -53,7 +53,7 @@ const (
 
 func main() {
 	rounds := flag.Int("rounds", 3, "interleaved runs per tight-loop figure (the best median counts)")
-	only := flag.String("only", "", "comma-separated subset: tight,threads,sparse,scale,flood,lxcfs")
+	only := flag.String("only", "", "comma-separated subset: tight,threads,sparse,scale,flood,lxcfs,restart")
 	listeners := flag.Int("listeners", 1000, "listeners attached in the scale test")
 	flag.Parse()
 	if err := run(*rounds, *only, *listeners); err != nil {
@@ -207,6 +207,7 @@ func run(rounds int, only string, nListeners int) error {
 	step("flood", b.flood)
 	step("lxcfs", func() error { return b.lxcfs(tight) })
 	step("scale", func() error { return b.scale(b.agent, "", nListeners) })
+	step("restart", func() error { return b.restart(bin) })
 	if b.plain != nil {
 		step("scale", func() error { return b.scale(b.plain, " (plain)", nListeners) })
 	}
