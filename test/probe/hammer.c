@@ -30,6 +30,27 @@ static long long now_us(void)
 	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static long long calls, enosys, errors, host, maxlat;
+static int last_errno;
+
+/* account classifies one call that took t0..t1: failed (ret < 0, errno
+ * set), or answered with the container's numbers (ok) or not. */
+static void account(long ret, long long t0, long long t1, int ok)
+{
+	calls++;
+	if (t1 - t0 > maxlat)
+		maxlat = t1 - t0;
+	if (ret < 0) {
+		last_errno = errno;
+		if (errno == ENOSYS)
+			enosys++;
+		else
+			errors++;
+	} else if (!ok) {
+		host++;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
@@ -40,47 +61,21 @@ int main(int argc, char **argv)
 	unsigned long want_ram = strtoul(argv[2], NULL, 10);
 	int want_cpus = atoi(argv[3]);
 	long pause_us = argc > 4 ? atol(argv[4]) : 0;
-	long long calls = 0, enosys = 0, errors = 0, host = 0, maxlat = 0;
-	int last_errno = 0;
 
 	while (now_us() < end) {
 		struct sysinfo si;
 		unsigned char mask[128];
 		long long t0 = now_us();
 		long ret = syscall(SYS_sysinfo, &si);
-		long long t1 = now_us();
-		calls++;
-		if (t1 - t0 > maxlat)
-			maxlat = t1 - t0;
-		if (ret < 0) {
-			last_errno = errno;
-			if (errno == ENOSYS)
-				enosys++;
-			else
-				errors++;
-		} else if ((unsigned long)si.totalram * si.mem_unit != want_ram) {
-			host++;
-		}
+		account(ret, t0, now_us(), ret == 0 && (unsigned long)si.totalram * si.mem_unit == want_ram);
 
 		t0 = now_us();
 		ret = syscall(SYS_sched_getaffinity, 0, sizeof(mask), mask);
-		t1 = now_us();
-		calls++;
-		if (t1 - t0 > maxlat)
-			maxlat = t1 - t0;
-		if (ret < 0) {
-			last_errno = errno;
-			if (errno == ENOSYS)
-				enosys++;
-			else
-				errors++;
-		} else {
-			int n = 0;
-			for (long i = 0; i < ret; i++)
-				n += __builtin_popcount(mask[i]);
-			if (n != want_cpus)
-				host++;
-		}
+		long long t1 = now_us();
+		int n = 0;
+		for (long i = 0; i < ret; i++)
+			n += __builtin_popcount(mask[i]);
+		account(ret, t0, t1, n == want_cpus);
 		if (pause_us > 0)
 			usleep(pause_us);
 	}
