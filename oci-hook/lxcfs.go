@@ -107,6 +107,19 @@ func FindLXCFS(procRoot, dir string) (LXCFS, error) {
 	if len(missing) > 0 {
 		l.Missing = fmt.Sprintf("fuse.lxcfs mount at %s does not serve %s", l.Dir, strings.Join(missing, ", "))
 	}
+	// Files that disagree with the agent are worse than none.
+	if d := findLXCFSDaemon(procRoot, l.Dir); d.found && (!d.loadavg || !d.cfs) {
+		var flags []string
+		if !d.loadavg {
+			flags = append(flags, "-l (--enable-loadavg)")
+		}
+		if !d.cfs {
+			flags = append(flags, "--enable-cfs")
+		}
+		l.Files = nil
+		l.Missing = fmt.Sprintf("the lxcfs serving %s runs without %s, so its files would contradict the agent (docs/lxcfs.md shows the flags)",
+			l.Dir, strings.Join(flags, " and "))
+	}
 	return l, nil
 }
 
@@ -225,4 +238,82 @@ func (m Modifier) WantsLXCFS(config []byte) bool {
 	}
 	s, err := readSettings(&spec, m.DefaultEnabled, m.ForceEnable)
 	return err != nil || (s.Enabled && s.LXCFS != "false")
+}
+
+// lxcfsDaemon is what the command line of the lxcfs serving a directory
+// says about the views it renders.
+type lxcfsDaemon struct {
+	found   bool
+	loadavg bool // -l / --enable-loadavg: /proc/loadavg per container
+	cfs     bool // --enable-cfs: CPU views sized by the quota
+}
+
+// findLXCFSDaemon looks in procRoot for an lxcfs process serving dir and
+// reads its flags. Debian's lxcfs.service runs `lxcfs /var/lib/lxcfs`
+// without either flag: its /proc/loadavg is then the host's and its CPU
+// list every CPU, which would contradict the agent's sysinfo loads and
+// sched_getaffinity.
+func findLXCFSDaemon(procRoot, dir string) lxcfsDaemon {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return lxcfsDaemon{}
+	}
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "lxcfs" {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if d, ok := parseLXCFSCmdline(strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00"), dir); ok {
+			return d
+		}
+	}
+	return lxcfsDaemon{}
+}
+
+// parseLXCFSCmdline reads lxcfs's options (getopt: short clusters, -o and
+// -p take a value) and reports them if its mount point is dir.
+func parseLXCFSCmdline(argv []string, dir string) (lxcfsDaemon, bool) {
+	d := lxcfsDaemon{found: true}
+	mountpoint := ""
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		switch {
+		case a == "--enable-loadavg":
+			d.loadavg = true
+		case a == "--enable-cfs":
+			d.cfs = true
+		case a == "--":
+			if i+1 < len(argv) {
+				mountpoint = argv[i+1]
+			}
+			i = len(argv)
+		case strings.HasPrefix(a, "--"):
+			if (a == "--pidfile") && i+1 < len(argv) {
+				i++
+			}
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			for j := 1; j < len(a); j++ {
+				c := a[j]
+				if c == 'l' {
+					d.loadavg = true
+				}
+				if c == 'o' || c == 'p' {
+					if j == len(a)-1 {
+						i++ // the value is the next argument
+					}
+					break
+				}
+			}
+		default:
+			mountpoint = a
+		}
+	}
+	return d, mountpoint != "" && filepath.Clean(mountpoint) == filepath.Clean(dir)
 }

@@ -241,3 +241,43 @@ func TestWantsLXCFS(t *testing.T) {
 		}
 	}
 }
+
+func TestParseLXCFSCmdline(t *testing.T) {
+	for _, tc := range []struct {
+		argv         []string
+		match        bool
+		loadavg, cfs bool
+	}{
+		{[]string{"/usr/bin/lxcfs", "/var/lib/lxcfs"}, true, false, false},                               // Debian's unit
+		{[]string{"lxcfs", "-f", "-l", "--enable-cfs", "/var/lib/lxcfs"}, true, true, true},              // the documented flags
+		{[]string{"lxcfs", "-fl", "--enable-cfs", "/var/lib/lxcfs/"}, true, true, true},                  // short cluster
+		{[]string{"lxcfs", "--enable-loadavg", "-p", "/run/x.pid", "/var/lib/lxcfs"}, true, true, false}, // -p takes a value
+		{[]string{"lxcfs", "-o", "allow_other", "-l", "/var/lib/lxcfs"}, true, true, false},
+		{[]string{"lxcfs", "-l", "--enable-cfs", "/other"}, false, true, true},
+	} {
+		d, ok := parseLXCFSCmdline(tc.argv, "/var/lib/lxcfs")
+		if ok != tc.match || (ok && (d.loadavg != tc.loadavg || d.cfs != tc.cfs)) {
+			t.Errorf("%q: match %v loadavg %v cfs %v, want %v %v %v", tc.argv, ok, d.loadavg, d.cfs, tc.match, tc.loadavg, tc.cfs)
+		}
+	}
+}
+
+func TestFindLXCFSDaemonFlags(t *testing.T) {
+	proc := t.TempDir()
+	write := func(pid, comm string, argv ...string) {
+		dir := filepath.Join(proc, pid)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "comm"), []byte(comm+"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "cmdline"), []byte(strings.Join(argv, "\x00")+"\x00"), 0o644)
+	}
+	write("10", "bash", "bash")
+	write("20", "lxcfs", "/usr/bin/lxcfs", "/var/lib/lxcfs")
+	if d := findLXCFSDaemon(proc, "/var/lib/lxcfs"); !d.found || d.loadavg || d.cfs {
+		t.Errorf("Debian's default lxcfs: %+v, want found without flags", d)
+	}
+	if d := findLXCFSDaemon(proc, "/srv/lxcfs"); d.found {
+		t.Errorf("an lxcfs serving another directory was taken: %+v", d)
+	}
+}
