@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/seccompagent/seccompagent/test/harness"
@@ -51,7 +52,12 @@ func (b *bench) restart(bin string) error {
 			return err
 		}
 		p := <-probe
-		adopted := strings.Contains(a2.Logs(), fmt.Sprintf("adopted=%d ", n)) || strings.Contains(a2.Logs(), fmt.Sprintf("adopted=%d ", n+1))
+		// The listeners, the one created meanwhile if the holder took it,
+		// and a self-test listener the first agent may have left.
+		adopted := 0
+		if m := adoptedRe.FindAllStringSubmatch(a2.Logs(), -1); m != nil {
+			adopted, _ = strconv.Atoi(m[len(m)-1][1]) // the new agent's line
+		}
 		set.stop()
 		if p.ls != nil {
 			p.ls.stop()
@@ -60,8 +66,8 @@ func (b *bench) restart(bin string) error {
 		if p.err != nil {
 			return fmt.Errorf("listener created during the restart: %w", p.err)
 		}
-		if !adopted {
-			return fmt.Errorf("the new agent did not adopt the %d listeners", n)
+		if adopted < n {
+			return fmt.Errorf("the new agent adopted %d listeners, want at least %d", adopted, n)
 		}
 		b.add(row{figure: fmt.Sprintf("restart after SIGKILL, %d attached: re-attach all", n), value: ms(reattach),
 			ref: "SIGKILL → new agent serving"})
@@ -69,5 +75,7 @@ func (b *bench) restart(bin string) error {
 	}
 	return nil
 }
+
+var adoptedRe = regexp.MustCompile(`seccompagent serving.* adopted=(\d+)`)
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
