@@ -6,8 +6,8 @@
 # OUTDIR gets: /bin/busybox (Debian's static busybox) with applet symlinks,
 # /probe (test/probe/probe.c built static with musl-gcc), /glibc-probe (the
 # same source built static with gcc: glibc reads sysfs for its CPU count and
-# asks sysinfo for memory), /dstate, /hammer, /storm, /affinity and /affinity32
-# (x86_64 and i386), /timens (test/probe/*.c), empty mount points (/proc /sys
+# asks sysinfo for memory), /dstate, /hammer, /storm, /affinity, /affinity32
+# and /compat32 (x86_64 and i386), /timens (test/probe/*.c), empty mount points (/proc /sys
 # /dev /tmp) and an /etc/passwd with root. Needs the Debian packages
 # busybox-static, musl-tools, gcc and gcc-multilib (`make deps` installs them).
 set -eu
@@ -77,6 +77,9 @@ build_static musl-gcc hammer hammer.c
 # syscall entry points are trapped.
 build_static musl-gcc affinity affinity.c
 build_static gcc affinity32 affinity.c -m32 -pthread
+# compat32: the notify kernel tier's i386 caller (notify/testdata/compat.c),
+# run under `seccompagent exec`.
+build_static gcc compat32 ../../notify/testdata/compat.c -m32
 # timens: sysinfo uptime in a time namespace.
 build_static musl-gcc timens timens.c
 

@@ -52,7 +52,7 @@ var defaultGroups = []string{
 	"^(TestCPUsAnnotation|TestHostileConnections)$",
 	"^TestSignalStorm$",
 	"^(TestRestart|TestRestartMidNotification|TestHolderKilled|TestCreatedWhileAgentDown|TestSystemdFDStore)$",
-	"^TestSeccompagentExec$",
+	"^TestSeccompagentExec(I386)?$",
 	// pid≠0 through /proc NSpid (6.1 has no NS_GET_PID_FROM_PIDNS), i386
 	// callers included, time namespaces and a cgroup path reused.
 	"^(TestAffinityPids|TestUptimeTimeNamespace|TestCgroupPathReuse)$",
@@ -98,7 +98,7 @@ var required = []string{
 	"TestRestartMidNotification/runc", "TestRestartMidNotification/crun",
 	"TestHolderKilled", "TestCreatedWhileAgentDown/runc", "TestCreatedWhileAgentDown/crun",
 	"TestSystemdFDStore",
-	"TestSeccompagentExec",
+	"TestSeccompagentExec", "TestSeccompagentExecI386",
 	"TestAffinityPids/runc/amd64", "TestAffinityPids/runc/i386",
 	"TestAffinityPids/crun/amd64", "TestAffinityPids/crun/i386",
 	"TestUptimeTimeNamespace/runc", "TestUptimeTimeNamespace/crun",
