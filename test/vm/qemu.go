@@ -34,10 +34,20 @@ type BootOptions struct {
 	CPUs       int
 	MemoryMiB  int
 	Timeout    time.Duration
+	// Silence: a console that does not grow for this long means the
+	// guest is stuck (its init prints a heartbeat every 15 s); qemu is
+	// killed and Boot returns ErrStalled. 0 disables the check.
+	Silence time.Duration
 }
 
 // ErrTimeout is returned by Boot when the VM was killed at the deadline.
 var ErrTimeout = errors.New("VM timed out and was killed")
+
+// ErrStalled is returned by Boot when the guest went silent (see
+// BootOptions.Silence) and was killed. Under TCG a guest now and then stops
+// making progress altogether (no heartbeat, no timer: a lost interrupt);
+// nothing the tests do can cause or cure it, so the caller boots again.
+var ErrStalled = errors.New("VM went silent (no console output) and was killed")
 
 // Boot runs qemu (TCG, no KVM) until the guest powers off, the kernel
 // panics, or Timeout passes; then the qemu process it started is killed by
@@ -81,9 +91,36 @@ func Boot(ctx context.Context, o BootOptions) (time.Duration, error) {
 	cmd.WaitDelay = 5 * time.Second
 	fmt.Fprintf(logf, "%s %s\n", o.Qemu, strings.Join(args, " "))
 	start := time.Now()
+	var stalled bool
+	if o.Silence > 0 {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			last, since := int64(-1), time.Now()
+			t := time.NewTicker(min(5*time.Second, o.Silence/4))
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+				}
+				if st, err := os.Stat(o.ConsoleLog); err == nil && st.Size() != last {
+					last, since = st.Size(), time.Now()
+				} else if time.Since(since) > o.Silence {
+					stalled = true
+					cancel()
+					return
+				}
+			}
+		}()
+	}
 	// On the deadline CommandContext kills exactly this process (its pid).
 	err = cmd.Run()
 	took := time.Since(start)
+	if stalled {
+		return took, fmt.Errorf("%w after %v (silent for %v)", ErrStalled, took.Round(time.Second), o.Silence)
+	}
 	if ctx.Err() != nil {
 		return took, fmt.Errorf("%w after %v", ErrTimeout, took.Round(time.Second))
 	}
