@@ -120,14 +120,24 @@ func TestRecreatedRealCgroup(t *testing.T) {
 	}
 	pid := sleep.Process.Pid
 	write(filepath.Join(a, "cgroup.procs"), strconv.Itoa(pid))
+	// Memory resolves afresh each time; MemoryAndPids reuses what the
+	// thread resolved to (task.go), within the same hour: both must see
+	// the new cgroup at once.
 	limit := func() uint64 {
 		t.Helper()
+		m2, _, _, err := r.MemoryAndPids(pid) // first: nothing reopened the files for it
+		if err != nil {
+			t.Fatal(err)
+		}
 		m, err := r.Memory(pid)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !m.Limit.Limited {
 			t.Fatalf("no memory limit seen for pid %d: %+v", pid, m)
+		}
+		if m2.Limit.Value != m.Limit.Value || m2.Limit.Limited != m.Limit.Limited {
+			t.Fatalf("MemoryAndPids says limit %+v, Memory %+v", m2.Limit, m.Limit)
 		}
 		return m.Limit.Value
 	}
@@ -149,5 +159,92 @@ func TestRecreatedRealCgroup(t *testing.T) {
 	write(filepath.Join(a, limitFile), strconv.Itoa(16<<20))
 	if got := limit(); got != 32<<20 {
 		t.Errorf("limit %d after an in-place write with an hour's cache: the cache was not in use, so this test proves nothing", got)
+	}
+}
+
+// TestThreadResolutionReused: on the host's real memory hierarchy (root), a
+// thread's resolution is reused (a limit written in place is not seen within
+// the cache's lifetime, here an hour) while its usage is read afresh on
+// every call: 16 MiB written to a tmpfs file by the process shows in the
+// very next call's usage.
+func TestThreadResolutionReused(t *testing.T) {
+	testenv.RequireRoot(t)
+	r, err := NewReader("/proc", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cache.ttl = time.Hour
+	var mnt, limitFile string
+	if m, ok := r.v1["memory"]; ok {
+		mnt, limitFile = m.Point, "memory.limit_in_bytes"
+	} else if r.v2 != nil && r.v2ctrls["memory"] {
+		mnt, limitFile = r.v2.Point, "memory.max"
+	}
+	testenv.Require(t, mnt != "", "no cgroup memory controller is mounted")
+	cg := filepath.Join(mnt, fmt.Sprintf("seccompagent-limits-reuse-%d", os.Getpid()))
+	shm := filepath.Join(t.TempDir(), "fill")
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		shm = fmt.Sprintf("/dev/shm/seccompagent-limits-reuse-%d", os.Getpid())
+	}
+	sh := exec.Command("sh", "-c", "read x; head -c 16777216 /dev/zero > "+shm+"; echo done; exec sleep 600")
+	stdin, err := sh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sh.Stdout = &out
+	t.Cleanup(func() {
+		if sh.Process != nil {
+			_ = sh.Process.Kill()
+			_ = sh.Wait()
+		}
+		_ = os.Remove(shm)
+		_ = os.Remove(cg)
+	})
+	if r.v2 != nil && strings.HasPrefix(mnt, r.v2.Point) {
+		if err := os.WriteFile(filepath.Join(mnt, "cgroup.subtree_control"), []byte("+memory"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cg, limitFile), []byte(strconv.Itoa(256<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := sh.Process.Pid
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _, _, err := r.MemoryAndPids(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Limit.Value != 256<<20 {
+		t.Fatalf("limit %d, want 256 MiB", before.Limit.Value)
+	}
+	if err := os.WriteFile(filepath.Join(cg, limitFile), []byte(strconv.Itoa(128<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "done"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the process did not write its file")
+		}
+	}
+	after, _, _, err := r.MemoryAndPids(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Limit.Value != 256<<20 {
+		t.Errorf("limit %d after an in-place write with an hour's cache: the resolution was not reused, so this test proves nothing", after.Limit.Value)
+	}
+	if grew := int64(after.Usage) - int64(before.Usage); grew < 15<<20 {
+		t.Errorf("usage grew by %d bytes after the process wrote 16 MiB to tmpfs: usage was not read afresh", grew)
 	}
 }

@@ -14,15 +14,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/seccompagent/seccompagent/internal/taskcache"
 )
 
 // Reader resolves processes to their cgroups and reads their limits. The
-// mount table and the clock tick rate are read once. /proc/<pid>/cgroup and
-// every usage file are read afresh on every call, so a process moving between
-// cgroups shows at once; limit files (and the host's MemTotal/SwapTotal) are
+// mount table and the clock tick rate are read once. Usage counters are read
+// afresh on every call. Limit files (and the host's MemTotal/SwapTotal) are
 // re-read at most every limitTTL (hostTTL), so `runc update` shows within a
 // second; they are cached by the cgroup's identity, not its path, so a
-// cgroup made anew under an old path shows its own limits at once. A
+// cgroup made anew under an old path shows its own limits at once. What a
+// calling thread's cgroups resolve to is reused for limitTTL as well (see
+// task.go), so a thread moved between two live cgroups shows within it. A
 // Reader is safe for concurrent use.
 type Reader struct {
 	proc string // "/proc"
@@ -36,6 +39,9 @@ type Reader struct {
 
 	host_ atomic.Pointer[hostTotals]
 	cache fileCache
+	// What each calling thread's cgroups resolved to (see taskTTL).
+	memTasks taskcache.Cache[*memEntry]
+	cpuTasks taskcache.Cache[CPU]
 }
 
 // NewReader reads procRoot/self/mountinfo (the agent's own view of the
@@ -399,6 +405,19 @@ func (r *Reader) View(pid int) (*View, error) {
 // nothing to say, and CPU returns a NoControllerError so the caller answers
 // with the host's mask.
 func (r *Reader) CPU(pid int) (CPU, error) {
+	if c, ok := r.cpuTasks.Get(pid, r.cache.lifetime()); ok {
+		online, err := r.onlineCPUs()
+		c.HostOnline = online
+		return c, err
+	}
+	c, err := r.cpu(pid)
+	if err == nil {
+		r.cpuTasks.Put(pid, c, r.cache.lifetime())
+	}
+	return c, err
+}
+
+func (r *Reader) cpu(pid int) (CPU, error) {
 	var out CPU
 	lines, err := r.cgroupLines(pid)
 	if err != nil {
@@ -597,25 +616,38 @@ func (r *Reader) Memory(pid int) (Memory, error) {
 	if err != nil {
 		return Memory{}, err
 	}
-	return r.memory(pid, lines)
+	return r.memory(pid, lines, nil)
 }
 
-// MemoryAndPids reads what sysinfo needs with one read of
-// /proc/<pid>/cgroup. A missing pids controller is a NoControllerError
-// in pidsErr, separate from err.
+// MemoryAndPids reads what sysinfo needs. A thread's cgroups, and the
+// limits and files resolved from them, are reused for the cache's lifetime
+// (see taskTTL); usage, swap usage and pids.current are read afresh on
+// every call. A missing pids controller is a NoControllerError in pidsErr,
+// separate from err.
 func (r *Reader) MemoryAndPids(pid int) (m Memory, p Pids, pidsErr, err error) {
+	if e, ok := r.memTasks.Get(pid, r.cache.lifetime()); ok {
+		if m, p, ok := r.sample(e); ok {
+			return m, p, e.pidsErr, nil
+		}
+	}
 	lines, err := r.cgroupLines(pid)
 	if err != nil {
 		return m, p, nil, err
 	}
-	if m, err = r.memory(pid, lines); err != nil {
+	e := &memEntry{}
+	if m, err = r.memory(pid, lines, &e.live); err != nil {
 		return m, p, nil, err
 	}
-	p, pidsErr = r.pids(pid, lines)
+	p, pidsErr = r.pids(pid, lines, &e.pidsFile)
+	e.mem, e.pids, e.pidsErr = m, p, pidsErr
+	if e.vouched() {
+		e.shmem.Store(&shmemSample{v: m.Shmem, at: e.live.statAt})
+		r.memTasks.Put(pid, e, r.cache.lifetime())
+	}
 	return m, p, pidsErr, nil
 }
 
-func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
+func (r *Reader) memory(pid int, lines []CgroupLine, live *memLive) (Memory, error) {
 	var out Memory
 	h, err := r.hierarchyOf(pid, "memory", lines)
 	if err != nil {
@@ -669,6 +701,9 @@ func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
 	if out.Usage, err = ParseUint(text); err != nil {
 		return out, parseErr(leaf, usageName, err)
 	}
+	if live != nil {
+		*live = memLive{v2: h.v2, leaf: leaf, usage: liveFileOf(leaf, usageName)}
+	}
 	stat, missing, err := read(leaf, "memory.stat")
 	if err != nil {
 		return out, err
@@ -676,13 +711,11 @@ func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
 	if missing {
 		return out, parseErr(leaf, "memory.stat", os.ErrNotExist)
 	}
-	kv, err := ParseKeyed(strings.NewReader(stat), "shmem", "total_shmem")
-	if err != nil {
-		return out, parseErr(leaf, "memory.stat", err)
+	if out.Shmem, err = parseShmem(leaf, stat, h.v2); err != nil {
+		return out, err
 	}
-	out.Shmem = kv["shmem"]
-	if v, ok := kv["total_shmem"]; ok && !h.v2 {
-		out.Shmem = v // v1: the hierarchical count
+	if live != nil {
+		live.stat, live.statAt = liveFileOf(leaf, "memory.stat"), time.Now()
 	}
 
 	// Swap. No accounting files: 0, not an error.
@@ -694,11 +727,13 @@ func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
 	if err != nil {
 		return out, parseErr(leaf, swapUsageName, err)
 	}
+	if live != nil {
+		live.swap = liveFileOf(leaf, swapUsageName)
+	}
 	if h.v2 {
 		if out.SwapLimit, _, err = minOver(swapLimitName, out.HostSwapTotal); err != nil {
 			return out, err
 		}
-		out.SwapUsage = swapCur
 	} else {
 		// v1 memsw counts RAM+swap: the swap allowance is what it
 		// allows beyond the RAM limit.
@@ -712,13 +747,35 @@ func (r *Reader) memory(pid int, lines []CgroupLine) (Memory, error) {
 				out.SwapLimit = Value{Value: swap, Limited: true, Source: memsw.Source}
 			}
 		}
-		out.SwapUsage = sat(swapCur, out.Usage)
 	}
+	out.SwapUsage = swapUsage(h.v2, swapCur, out.Usage)
 	out.SwapTotal = out.HostSwapTotal
 	if out.SwapLimit.Limited {
 		out.SwapTotal = out.SwapLimit.Value
 	}
 	return out, nil
+}
+
+// swapUsage is the swap a cgroup uses: v2 memory.swap.current; v1 memsw
+// usage (RAM+swap) less the RAM usage.
+func swapUsage(v2 bool, swapCur, usage uint64) uint64 {
+	if v2 {
+		return swapCur
+	}
+	return sat(swapCur, usage)
+}
+
+// parseShmem reads shmem from memory.stat text (v1: the hierarchical
+// total_shmem).
+func parseShmem(l level, stat string, v2 bool) (uint64, error) {
+	kv, err := ParseKeyed(strings.NewReader(stat), "shmem", "total_shmem")
+	if err != nil {
+		return 0, parseErr(l, "memory.stat", err)
+	}
+	if v, ok := kv["total_shmem"]; ok && !v2 {
+		return v, nil // v1: the hierarchical count
+	}
+	return kv["shmem"], nil
 }
 
 // v1Unlimited is what memory.limit_in_bytes and memory.memsw.limit_in_bytes
@@ -742,10 +799,10 @@ func (r *Reader) Pids(pid int) (Pids, error) {
 	if err != nil {
 		return Pids{}, err
 	}
-	return r.pids(pid, lines)
+	return r.pids(pid, lines, nil)
 }
 
-func (r *Reader) pids(pid int, lines []CgroupLine) (Pids, error) {
+func (r *Reader) pids(pid int, lines []CgroupLine, live *liveFile) (Pids, error) {
 	h, err := r.hierarchyOf(pid, "pids", lines)
 	if err != nil {
 		return Pids{}, err
@@ -762,6 +819,9 @@ func (r *Reader) pids(pid int, lines []CgroupLine) (Pids, error) {
 	n, err := ParseUint(text)
 	if err != nil {
 		return Pids{}, parseErr(l, "pids.current", err)
+	}
+	if live != nil {
+		*live = liveFileOf(l, "pids.current")
 	}
 	return Pids{Current: Value{Value: n, Limited: true, Source: l.source(slices.Index(h.levels, l), "pids.current")}}, nil
 }

@@ -136,6 +136,13 @@ func (t *fileTable) get(path string) *openFile {
 	return f
 }
 
+// peek returns the file kept open under path, if any, without reading it.
+func (t *fileTable) peek(path string) *openFile {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[path]
+}
+
 // sweep closes, once a second, the files nobody read for idleClose.
 func (t *fileTable) sweep() {
 	for range time.Tick(time.Second) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/seccompagent/seccompagent/internal/taskcache"
 )
 
 // Time namespaces (Linux 5.6). The kernel reports sysinfo's uptime in the
@@ -33,9 +35,10 @@ import (
 //     unshare(CLONE_NEWTIME) changes only time_for_children. A tid therefore
 //     does not vouch for a namespace (exec keeps the leader's tid, setns
 //     keeps the tid), and nsfs inode numbers are reused once a namespace is
-//     freed, so neither keys a cache: the links are compared on every call
+//     freed, so neither keys a cache on its own: the links are compared
 //     (two readlinks; the offsets file is read only when the caller and the
-//     init are in different namespaces).
+//     init are in different namespaces), and the result is reused for the
+//     same thread and init for deltaTTL.
 //   - A namespace's offsets cannot change once a task has entered it
 //     (timens_offsets is refused then), and a trapped thread cannot change
 //     its own namespaces while it waits for our answer.
@@ -53,6 +56,7 @@ type timeNS struct {
 	proc    string
 	agentNS string // "" when the kernel has no time namespaces
 	agent   offsetResult
+	deltas  taskcache.Cache[cachedDelta]
 }
 
 type offsetResult struct {
@@ -76,6 +80,19 @@ func (n *timeNS) init(procRoot string) {
 	})
 }
 
+// deltaTTL is how long a thread's delta is reused: the links cost two
+// /proc lookups (a few µs, more than the rest of an answer), and a thread's
+// own time namespace changes only when it execs into a namespace an unshare
+// prepared or setns()s itself. A thread that did either after a call shows
+// its new offset within deltaTTL (the bound a cgroup move or a limit change
+// has); a new process, the usual way into a namespace, is a new thread id.
+const deltaTTL = 500 * time.Millisecond
+
+type cachedDelta struct {
+	init int
+	d    time.Duration
+}
+
 // boottimeDelta is offset(tid) − offset(init): what the caller's uptime
 // differs by from the container's.
 func (n *timeNS) boottimeDelta(procRoot string, tid, init int) (time.Duration, error) {
@@ -83,6 +100,17 @@ func (n *timeNS) boottimeDelta(procRoot string, tid, init int) (time.Duration, e
 	if n.agentNS == "" {
 		return 0, nil
 	}
+	if c, ok := n.deltas.Get(tid, deltaTTL); ok && c.init == init {
+		return c.d, nil
+	}
+	d, err := n.delta(tid, init)
+	if err == nil {
+		n.deltas.Put(tid, cachedDelta{init: init, d: d}, deltaTTL)
+	}
+	return d, err
+}
+
+func (n *timeNS) delta(tid, init int) (time.Duration, error) {
 	callerNS, err := readlink(n.proc + "/" + strconv.Itoa(tid) + "/ns/time")
 	if err != nil {
 		return 0, err

@@ -1,0 +1,148 @@
+package limits
+
+import (
+	"path/filepath"
+	"sync/atomic"
+	"time"
+)
+
+// What a thread's trapped calls reuse between them.
+//
+// Resolving a call from scratch reads /proc/<tid>/cgroup (on 5.15 and 6.1
+// under the global cgroup_mutex that every container creation also takes),
+// walks the hierarchy, stats the leaf and reads every limit: most of an
+// answer's cost, for facts that change only when an operator acts. So a
+// thread's resolution is kept for the cache's lifetime (limitTTL, the same
+// bound a limit change has) and only the usage counters are read on each
+// call, through the very files the resolution read (fds kept open by
+// openFiles):
+//
+//   - memory.current / memory.usage_in_bytes, memory.swap.current /
+//     memory.memsw.usage_in_bytes and pids.current: afresh on every call.
+//   - memory.stat (for shmem, the costliest file): at most every limitTTL.
+//     The kernel's own sysinfo sharedram is no fresher: NR_SHMEM is folded
+//     from per-CPU counters by vmstat every vm.stat_interval (1 s), and a
+//     memcg's statistics are flushed every 2 s.
+//
+// What the kernel vouches for: an fd kept open on a cgroup file reads that
+// cgroup or fails with ENODEV once it is removed, and a removed-and-remade
+// cgroup at the same path is a new fd in openFiles. A call whose counter
+// file is no longer the one the resolution read (liveFile) resolves again at
+// once, so a thread whose cgroup was removed and made anew (which takes
+// moving the thread out first) never gets the old cgroup's limits. What it
+// cannot vouch for is a thread moved between two cgroups that both live on:
+// that move, like a limit change, shows within limitTTL. A thread moved by
+// the runtime before it runs (runc exec, systemd starting a unit) is a new
+// tid or has not called yet, and resolves at once.
+
+// liveFile is a counter file as one resolution read it: its path and the
+// kept-open file it was read through.
+type liveFile struct {
+	path string
+	of   *openFile
+}
+
+func liveFileOf(l level, name string) liveFile {
+	path := filepath.Join(l.dir, name)
+	return liveFile{path: path, of: openFiles.peek(path)}
+}
+
+// read reads the file afresh; ok=false when it is not the same open file
+// the resolution read (closed for idleness, or reopened because its cgroup
+// went away) or cannot be read.
+func (lf liveFile) read() (b []byte, ok bool) {
+	if lf.of == nil {
+		return nil, false
+	}
+	f := openFiles.get(lf.path)
+	if f == nil {
+		return nil, false
+	}
+	if f != lf.of {
+		openFiles.release(f, false)
+		return nil, false
+	}
+	b, err := preadAll(f.fd, lf.path)
+	openFiles.release(f, gone(err))
+	return b, err == nil
+}
+
+// memLive are the files a memory resolution reads its counters from.
+type memLive struct {
+	v2          bool
+	leaf        level
+	usage, stat liveFile
+	swap        liveFile // path "" without swap accounting
+	statAt      time.Time
+}
+
+// memEntry is one thread's memory and pids resolution.
+type memEntry struct {
+	mem      Memory
+	live     memLive
+	pids     Pids
+	pidsErr  error
+	pidsFile liveFile // path "" when pids are not counted
+	shmem    atomic.Pointer[shmemSample]
+}
+
+type shmemSample struct {
+	v  uint64
+	at time.Time
+}
+
+// vouched reports whether every counter the entry needs was read through a
+// kept-open file (not so for regular files, as in tests' fixture trees, or
+// when openFiles is full): only then can a later call tell it still reads
+// the same cgroups.
+func (e *memEntry) vouched() bool {
+	l := &e.live
+	return l.usage.of != nil && l.stat.of != nil &&
+		(l.swap.path == "" || l.swap.of != nil) &&
+		(e.pidsFile.path == "" || e.pidsFile.of != nil)
+}
+
+// sample reads the counters of a resolved entry; ok=false means resolve
+// again.
+func (r *Reader) sample(e *memEntry) (Memory, Pids, bool) {
+	m, p := e.mem, e.pids
+	num := func(lf liveFile) (uint64, bool) {
+		b, ok := lf.read()
+		if !ok {
+			return 0, false
+		}
+		v, err := ParseUint(string(b))
+		return v, err == nil
+	}
+	var ok bool
+	if m.Usage, ok = num(e.live.usage); !ok {
+		return m, p, false
+	}
+	if e.live.swap.path != "" {
+		cur, ok := num(e.live.swap)
+		if !ok {
+			return m, p, false
+		}
+		m.SwapUsage = swapUsage(e.live.v2, cur, m.Usage)
+	}
+	if e.pidsFile.path != "" {
+		if p.Current.Value, ok = num(e.pidsFile); !ok {
+			return m, p, false
+		}
+	}
+	s := e.shmem.Load()
+	if time.Since(s.at) >= r.cache.lifetime() {
+		b, ok := e.live.stat.read()
+		if !ok {
+			return m, p, false
+		}
+		v, err := parseShmem(e.live.leaf, string(b), e.live.v2)
+		if err != nil {
+			return m, p, false
+		}
+		s = &shmemSample{v: v, at: time.Now()}
+		e.shmem.Store(s)
+	}
+	m.Shmem = s.v
+	return m, p, true
+}
