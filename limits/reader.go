@@ -406,9 +406,7 @@ func (r *Reader) View(pid int) (*View, error) {
 // with the host's mask.
 func (r *Reader) CPU(pid int) (CPU, error) {
 	if c, ok := r.cpuTasks.Get(pid, r.cache.lifetime()); ok {
-		online, err := r.onlineCPUs()
-		c.HostOnline = online
-		return c, err
+		return c, nil
 	}
 	c, err := r.cpu(pid)
 	if err == nil {

@@ -47,6 +47,16 @@ func gone(err error) bool {
 	return errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ESRCH)
 }
 
+// pread reads from offset 0, retrying on EINTR.
+func pread(fd int, buf []byte) (int, error) {
+	for {
+		n, err := unix.Pread(fd, buf, 0)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
 func preadAll(fd int, path string) ([]byte, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)

@@ -47,9 +47,34 @@ func liveFileOf(l level, name string) liveFile {
 	return liveFile{path: path, of: openFiles.peek(path)}
 }
 
-// read reads the file afresh; ok=false when it is not the same open file
-// the resolution read (closed for idleness, or reopened because its cgroup
-// went away) or cannot be read.
+// counter reads a one-number counter file afresh; ok=false when it is not
+// the same open file the resolution read (closed for idleness, or reopened
+// because its cgroup went away), cannot be read or holds no number.
+func (lf liveFile) counter() (uint64, bool) {
+	if lf.of == nil {
+		return 0, false
+	}
+	f := openFiles.get(lf.path)
+	if f == nil {
+		return 0, false
+	}
+	if f != lf.of {
+		openFiles.release(f, false)
+		return 0, false
+	}
+	// One pread: a kernfs file renders the whole value into a buffer
+	// larger than it, so a short read is the end of the file.
+	var buf [32]byte
+	n, err := pread(f.fd, buf[:])
+	openFiles.release(f, gone(err))
+	if err != nil || n == len(buf) {
+		return 0, false
+	}
+	v, err := ParseUint(string(buf[:n]))
+	return v, err == nil
+}
+
+// read reads the file afresh; ok=false as for counter.
 func (lf liveFile) read() (b []byte, ok bool) {
 	if lf.of == nil {
 		return nil, false
@@ -106,27 +131,19 @@ func (e *memEntry) vouched() bool {
 // again.
 func (r *Reader) sample(e *memEntry) (Memory, Pids, bool) {
 	m, p := e.mem, e.pids
-	num := func(lf liveFile) (uint64, bool) {
-		b, ok := lf.read()
-		if !ok {
-			return 0, false
-		}
-		v, err := ParseUint(string(b))
-		return v, err == nil
-	}
 	var ok bool
-	if m.Usage, ok = num(e.live.usage); !ok {
+	if m.Usage, ok = e.live.usage.counter(); !ok {
 		return m, p, false
 	}
 	if e.live.swap.path != "" {
-		cur, ok := num(e.live.swap)
+		cur, ok := e.live.swap.counter()
 		if !ok {
 			return m, p, false
 		}
 		m.SwapUsage = swapUsage(e.live.v2, cur, m.Usage)
 	}
 	if e.pidsFile.path != "" {
-		if p.Current.Value, ok = num(e.pidsFile); !ok {
+		if p.Current.Value, ok = e.pidsFile.counter(); !ok {
 			return m, p, false
 		}
 	}

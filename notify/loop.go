@@ -231,7 +231,8 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 	// parks has no thread of its own: it is charged its answer, on the
 	// thread it is pinned to meanwhile (CPU clocks of two threads do not
 	// compare).
-	last := threadCPU()
+	last, lastAt := threadCPU(), time.Now()
+	var served uint
 	for {
 		if l.stopping.Load() {
 			return ErrStopped
@@ -262,7 +263,7 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 			last = threadCPU()
 		}
 		l.inflight.Add(1)
-		if max(l.Receivers, 1) > 1+int(l.nhelpers.Load()) {
+		if served++; served%helpCheckEvery == 1 && max(l.Receivers, 1) > 1+int(l.nhelpers.Load()) {
 			l.maybeHelp()
 		}
 		p := Pending{ID: n.ID, Tid: n.Pid, Arch: n.Arch, Nr: n.Nr, Args: n.Args}
@@ -271,10 +272,13 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 		}
 		l.Answer(&p)
 		l.inflight.Add(-1)
-		if l.Budget != nil {
+		// A locked receiver's CPU clock is read at most every
+		// chargeEvery (it is a syscall, not vDSO): the charge is the
+		// same, in fewer and larger pieces.
+		if at := time.Now(); l.Budget != nil && (!locked || at.Sub(lastAt) >= chargeEvery) {
 			now := threadCPU()
 			l.Budget.Charge(max(now-last, 0))
-			last = now
+			last, lastAt = now, at
 		}
 		if !locked {
 			runtime.UnlockOSThread()
@@ -392,6 +396,15 @@ func threadCPU() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
+// helpCheckEvery is how often (in notifications) a receiver that could
+// use a helper polls for a queued notification: the poll is a syscall, and
+// a queue that builds up stays long enough to be seen at the next check.
+const helpCheckEvery = 8
+
+// chargeEvery bounds how long a locked receiver's CPU time goes uncharged
+// to the container's Budget.
+const chargeEvery = time.Millisecond
+
 // maybeHelp starts a helper receiver when another notification is already
 // queued and the loop has room for one more receiver.
 func (l *Loop) maybeHelp() {
@@ -463,12 +476,14 @@ func (l *Loop) Answer(p *Pending) {
 	}
 }
 
-// answer runs the TOCTOU order: check the id is still valid (so the tid
-// still names the trapped thread while the handler reads its /proc files and
-// cgroups), compute, check the id again right before writing into the
-// thread's memory, write, and only then respond. Every failure short of a
-// handler answer, and every write that did not complete, is Continue, with
-// its reason in o.
+// answer runs the TOCTOU order: compute, check the id is still valid right
+// before writing into the thread's memory (vmWriter), write, and only then
+// respond. A valid id at that check means the trapped thread was alive, and
+// so kept its tid, during the whole computation: its /proc files and cgroups
+// were its own. (No check before computing: it would only save the work for
+// a caller already gone, and cost every call a syscall.) Every failure short
+// of a handler answer, and every write that did not complete, is Continue,
+// with its reason in o.
 func (l *Loop) answer(n *Pending, o *Outcome) (resp Response) {
 	e, ok := l.Registry.lookup(n.Arch, n.Nr)
 	if !ok {
@@ -489,12 +504,6 @@ func (l *Loop) answer(n *Pending, o *Outcome) (resp Response) {
 		o.Reason = ReasonPidNotVisible
 		return Continue()
 	}
-	if err := l.Kernel.IDValid(l.Fd, n.ID); err != nil {
-		// The caller is gone; the kernel will not accept any answer.
-		log.WithError(err).Debug("notification no longer valid")
-		o.Reason, o.Err = ReasonGone, err
-		return Continue()
-	}
 	mem := &vmWriter{tid: int(n.Tid), fd: l.Fd, id: n.ID, idValid: l.Kernel.IDValid}
 	req := &Request{ID: n.ID, Tid: int(n.Tid), ABI: e.abi, Nr: n.Nr, Args: n.Args, Container: l.Container, Mem: mem}
 	defer func() {
@@ -505,6 +514,12 @@ func (l *Loop) answer(n *Pending, o *Outcome) (resp Response) {
 		}
 	}()
 	resp = e.handler.Handle(req)
+	if mem.gone != nil {
+		// The caller is gone; the kernel will not accept any answer.
+		log.WithError(mem.gone).Debug("notification no longer valid")
+		o.Reason, o.Err = ReasonGone, mem.gone
+		return Continue()
+	}
 	if mem.failed {
 		if !resp.Continue && debugOn {
 			log.WithField("answer", resp).Debug("write into the caller did not complete: continue, the kernel answers")

@@ -56,6 +56,12 @@ func TestLoopDecisions(t *testing.T) {
 		if req.ABI.Name == "i386" {
 			return Fail(syscall.Errno(5000)) // impossible errno
 		}
+		// Like the real handlers: the answer is written into the caller
+		// (here this process), and a failed write means Continue.
+		var mask [32]byte
+		if req.Mem.Write(uint64(uintptr(unsafe.Pointer(&mask[0]))), mask[:]) != nil {
+			return Continue()
+		}
 		return Return(32)
 	}))
 	fk := &fakeKernel{invalid: map[uint64]bool{4: true}}

@@ -61,6 +61,9 @@ type vmWriter struct {
 	failed bool
 	err    error
 	errno  unix.Errno // process_vm_writev's, when it failed
+	// gone is ID_VALID's error when the notification was no longer
+	// valid at the check: the caller was killed or interrupted.
+	gone error
 }
 
 var _ Memory = (*vmWriter)(nil)
@@ -84,6 +87,7 @@ func (w *vmWriter) write(addr uint64, p []byte) error {
 		return fmt.Errorf("%w: range %#x+%d wraps", ErrKernelAnswers, addr, len(p))
 	}
 	if err := w.idValid(w.fd, w.id); err != nil {
+		w.gone = err
 		return fmt.Errorf("%w: notification no longer valid: %v", ErrKernelAnswers, err)
 	}
 	local := []unix.Iovec{{Base: &p[0]}}

@@ -103,7 +103,9 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 	if length%uint32(req.ABI.LongSize) != 0 {
 		return notify.Fail(syscall.EINVAL)
 	}
-	log := h.Log.WithFields(logrus.Fields{"tid": req.Tid, "pid_arg": pid})
+	// Only the fail-open paths log: the fields are built there, not on
+	// every call.
+	log := func() *logrus.Entry { return h.Log.WithFields(logrus.Fields{"tid": req.Tid, "pid_arg": pid}) }
 
 	target := req.Tid
 	if pid < 0 {
@@ -118,7 +120,7 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 			// Not found by the /proc fallback (ErrPidNotFound) or not
 			// resolvable: the kernel's own lookup in the caller's pid
 			// namespace answers, ESRCH for a pid the caller cannot see.
-			log.WithError(err).Debug("sched_getaffinity: cannot resolve pid, answering with the kernel's")
+			log().WithError(err).Debug("sched_getaffinity: cannot resolve pid, answering with the kernel's")
 			return notify.Continue()
 		}
 		target = t
@@ -129,7 +131,7 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 		if errors.Is(err, syscall.ESRCH) {
 			return notify.Fail(syscall.ESRCH)
 		}
-		log.WithError(err).Debug("sched_getaffinity: reading the real mask failed, answering with the kernel's")
+		log().WithError(err).Debug("sched_getaffinity: reading the real mask failed, answering with the kernel's")
 		return notify.Continue()
 	}
 	if !h.Policy.Off {
@@ -137,7 +139,7 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 		if k == 0 {
 			cpu, err := h.Limits.CPU(target)
 			if err != nil {
-				log.WithError(err).Debug("sched_getaffinity: no CPU limits, answering with the kernel's")
+				log().WithError(err).Debug("sched_getaffinity: no CPU limits, answering with the kernel's")
 				return notify.Continue()
 			}
 			if cpu.Count.Limited {
@@ -161,7 +163,7 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 	if err := req.Mem.Write(addr, mask[:n]); err != nil {
 		// The kernel's copy_to_user gives the exact EFAULT or partial
 		// copy (notify.Memory).
-		log.WithError(err).Debug("sched_getaffinity: the kernel answers this destination")
+		log().WithError(err).Debug("sched_getaffinity: the kernel answers this destination")
 		return notify.Continue()
 	}
 	return notify.Return(int64(n))

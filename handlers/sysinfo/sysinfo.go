@@ -108,18 +108,31 @@ func (h *Handler) Compute(tid, initPid int) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	host, err := h.Host.Sysinfo()
-	if err != nil {
-		return Info{}, err
+	// The kernel's own sysinfo, only when something is the host's: procs
+	// without a pids cgroup, loads without the container's own.
+	var host *unix.Sysinfo_t
+	hostInfo := func() (*unix.Sysinfo_t, error) {
+		if host == nil {
+			si, err := h.Host.Sysinfo()
+			if err != nil {
+				return nil, err
+			}
+			host = &si
+		}
+		return host, nil
 	}
-	procs := uint64(host.Procs)
+	var procs uint64
 	switch err := pidsErr; {
 	case err == nil && pids.Current.Limited:
 		procs = pids.Current.Value
-	case err == nil:
-		// The root cgroup: the kernel's count is the container's.
-	case errors.As(err, new(*limits.NoControllerError)):
-		// No pids cgroup to count threads in: keep the kernel's count.
+	case err == nil, errors.As(err, new(*limits.NoControllerError)):
+		// The root cgroup (the kernel's count is the container's), or
+		// no pids cgroup to count threads in: the kernel's count.
+		si, err := hostInfo()
+		if err != nil {
+			return Info{}, err
+		}
+		procs = uint64(si.Procs)
 	default:
 		return Info{}, err
 	}
@@ -136,11 +149,15 @@ func (h *Handler) Compute(tid, initPid int) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	loads := host.Loads
-	if h.LoadAvg != nil {
-		if a, ok := h.LoadAvg.Loads(initPid); ok {
-			loads = a.Sysinfo()
+	var loads [3]uint64
+	if a, ok := h.loads(initPid); ok {
+		loads = a.Sysinfo()
+	} else {
+		si, err := hostInfo()
+		if err != nil {
+			return Info{}, err
 		}
+		loads = si.Loads
 	}
 	return Info{
 		Uptime:    uptimeSeconds(now - start + delta),
@@ -153,6 +170,13 @@ func (h *Handler) Compute(tid, initPid int) (Info, error) {
 		FreeSwap:  saturatingSub(mem.SwapTotal, mem.SwapUsage),
 		Procs:     uint16(min(procs, 65535)),
 	}, nil
+}
+
+func (h *Handler) loads(initPid int) (loadavg.Avenrun, bool) {
+	if h.LoadAvg == nil {
+		return loadavg.Avenrun{}, false
+	}
+	return h.LoadAvg.Loads(initPid)
 }
 
 // startTime caches the init's start time: it never changes while the init
