@@ -619,8 +619,9 @@ func (r *Reader) Memory(pid int) (Memory, error) {
 
 // MemoryAndPids reads what sysinfo needs. A thread's cgroups, and the
 // limits and files resolved from them, are reused for the cache's lifetime
-// (see taskTTL); usage, swap usage and pids.current are read afresh on
-// every call. A missing pids controller is a NoControllerError in pidsErr,
+// (see task.go); usage, swap usage (when SwapTotal > 0; otherwise
+// SwapUsage is as the resolution read it) and pids.current are read afresh
+// on every call. A missing pids controller is a NoControllerError in pidsErr,
 // separate from err.
 func (r *Reader) MemoryAndPids(pid int) (m Memory, p Pids, pidsErr, err error) {
 	if e, ok := r.memTasks.Get(pid, r.cache.lifetime()); ok {

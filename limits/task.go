@@ -18,7 +18,8 @@ import (
 // openFiles):
 //
 //   - memory.current / memory.usage_in_bytes, memory.swap.current /
-//     memory.memsw.usage_in_bytes and pids.current: afresh on every call.
+//     memory.memsw.usage_in_bytes (when there is swap to use) and
+//     pids.current: afresh on every call.
 //   - memory.stat (for shmem, the costliest file): at most every limitTTL.
 //     The kernel's own sysinfo sharedram is no fresher: NR_SHMEM is folded
 //     from per-CPU counters by vmstat every vm.stat_interval (1 s), and a
@@ -135,7 +136,9 @@ func (r *Reader) sample(e *memEntry) (Memory, Pids, bool) {
 	if m.Usage, ok = e.live.usage.counter(); !ok {
 		return m, p, false
 	}
-	if e.live.swap.path != "" {
+	// Without swap (none on the host, or none allowed) sysinfo's
+	// freeswap is 0 whatever the counter says: it is not read.
+	if e.live.swap.path != "" && m.SwapTotal > 0 {
 		cur, ok := e.live.swap.counter()
 		if !ok {
 			return m, p, false

@@ -228,11 +228,26 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 	// the last one was answered: the answer itself, the RECV that brought
 	// it and the Go runtime's work on this thread in between (a thread
 	// asleep in RECV or in the budget's wait uses none). A primary that
-	// parks has no thread of its own: it is charged its answer, on the
-	// thread it is pinned to meanwhile (CPU clocks of two threads do not
-	// compare).
+	// parks has no thread of its own: it is charged what it spends on the
+	// thread it is pinned to from its first notification until it parks or
+	// waits for budget again (CPU clocks of two threads do not compare).
 	last, lastAt := threadCPU(), time.Now()
 	var served uint
+	// A primary that parks is pinned to a thread from its first
+	// notification until it parks again (unpin): while it is hot its CPU
+	// clock is read as seldom as a locked receiver's.
+	pinned := false
+	unpin := func() {
+		if !pinned {
+			return
+		}
+		if l.Budget != nil {
+			l.Budget.Charge(max(threadCPU()-last, 0))
+		}
+		runtime.UnlockOSThread()
+		pinned = false
+	}
+	defer unpin()
 	for {
 		if l.stopping.Load() {
 			return ErrStopped
@@ -241,6 +256,7 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 			return nil
 		}
 		if d := l.Budget.Delay(); d > 0 {
+			unpin()
 			// Over its budget: this container's calls wait in the
 			// kernel's queue, nobody else's.
 			select {
@@ -249,7 +265,7 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 			}
 			continue
 		}
-		got, hup, err := l.next(helper, n)
+		got, hup, err := l.next(helper, n, unpin)
 		switch {
 		case err != nil:
 			return err
@@ -258,9 +274,10 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 		case !got:
 			continue
 		}
-		if !locked {
+		if !locked && !pinned {
 			runtime.LockOSThread()
-			last = threadCPU()
+			pinned = true
+			last, lastAt = threadCPU(), time.Now()
 		}
 		l.inflight.Add(1)
 		if served++; served%helpCheckEvery == 1 && max(l.Receivers, 1) > 1+int(l.nhelpers.Load()) {
@@ -272,16 +289,13 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 		}
 		l.Answer(&p)
 		l.inflight.Add(-1)
-		// A locked receiver's CPU clock is read at most every
-		// chargeEvery (it is a syscall, not vDSO): the charge is the
-		// same, in fewer and larger pieces.
-		if at := time.Now(); l.Budget != nil && (!locked || at.Sub(lastAt) >= chargeEvery) {
+		// The CPU clock is read at most every chargeEvery (it is a
+		// syscall, not vDSO): the charge is the same, in fewer and
+		// larger pieces.
+		if at := time.Now(); l.Budget != nil && at.Sub(lastAt) >= chargeEvery {
 			now := threadCPU()
 			l.Budget.Charge(max(now-last, 0))
 			last, lastAt = now, at
-		}
-		if !locked {
-			runtime.UnlockOSThread()
 		}
 	}
 }
@@ -290,7 +304,7 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 // the loop's state again (a signal, a notification withdrawn, a helper's
 // poll timed out: then err is errIdle for a helper). hup means every task
 // using the filter is gone.
-func (l *Loop) next(helper bool, n *notif) (got, hup bool, err error) {
+func (l *Loop) next(helper bool, n *notif, park func()) (got, hup bool, err error) {
 	timeout := -1
 	if helper {
 		timeout = int(helperIdle / time.Millisecond)
@@ -325,6 +339,7 @@ func (l *Loop) next(helper bool, n *notif) (got, hup bool, err error) {
 		}
 		if !readable && !hup && (err == nil || errors.Is(err, unix.EINTR)) {
 			l.hot = false
+			park()
 			var woken bool
 			hup, woken, err = l.Poller.Wait(l.Fd, l.quit)
 			if err == nil && !woken {
