@@ -120,10 +120,10 @@ func TestRecreatedRealCgroup(t *testing.T) {
 	}
 	pid := sleep.Process.Pid
 	write(filepath.Join(a, "cgroup.procs"), strconv.Itoa(pid))
-	// Memory resolves afresh each time; MemoryAndPids reuses what the
-	// thread resolved to (task.go), within the same hour: both must see
-	// the new cgroup at once.
-	limit := func() uint64 {
+	// Memory resolves afresh each time, its limits through the hour's
+	// cache; MemoryAndPids reuses what the thread resolved to (task.go,
+	// watch.go): both must see the new cgroup at once.
+	limits2 := func() (cached, watched uint64) {
 		t.Helper()
 		m2, _, _, err := r.MemoryAndPids(pid) // first: nothing reopened the files for it
 		if err != nil {
@@ -133,13 +133,18 @@ func TestRecreatedRealCgroup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !m.Limit.Limited {
-			t.Fatalf("no memory limit seen for pid %d: %+v", pid, m)
+		if !m.Limit.Limited || !m2.Limit.Limited {
+			t.Fatalf("no memory limit seen for pid %d: %+v, %+v", pid, m, m2)
 		}
-		if m2.Limit.Value != m.Limit.Value || m2.Limit.Limited != m.Limit.Limited {
-			t.Fatalf("MemoryAndPids says limit %+v, Memory %+v", m2.Limit, m.Limit)
+		return m.Limit.Value, m2.Limit.Value
+	}
+	limit := func() uint64 {
+		t.Helper()
+		cached, watched := limits2()
+		if cached != watched {
+			t.Fatalf("MemoryAndPids says limit %d, Memory %d", watched, cached)
 		}
-		return m.Limit.Value
+		return cached
 	}
 	if got := limit(); got != 64<<20 {
 		t.Fatalf("limit %d, want 64 MiB", got)
@@ -155,18 +160,41 @@ func TestRecreatedRealCgroup(t *testing.T) {
 		t.Errorf("limit %d after %s was removed and made again with 32 MiB: the old cgroup's limit was served from the cache", got, a)
 	}
 	// And the control: the same cgroup written in place keeps the cached
-	// value (so the cache was in use above).
+	// value for Memory (so the cache was in use above), while
+	// MemoryAndPids, whose cgroups are watched, sees the write.
 	write(filepath.Join(a, limitFile), strconv.Itoa(16<<20))
-	if got := limit(); got != 32<<20 {
-		t.Errorf("limit %d after an in-place write with an hour's cache: the cache was not in use, so this test proves nothing", got)
+	if cached, _ := limits2(); cached != 32<<20 {
+		t.Errorf("limit %d after an in-place write with an hour's cache: the cache was not in use, so this test proves nothing", cached)
 	}
+	waitWatched(t, r, pid, 16<<20)
+}
+
+// waitWatched waits until MemoryAndPids sees limit (the watcher reads the
+// write's event on its own goroutine).
+func waitWatched(t *testing.T, r *Reader, pid int, limit uint64) {
+	t.Helper()
+	if watch() == nil {
+		t.Skip("no inotify: resolutions are kept for limitTTL only")
+	}
+	var got uint64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		m, _, _, err := r.MemoryAndPids(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = m.Limit.Value; got == limit {
+			return
+		}
+	}
+	t.Errorf("MemoryAndPids still says limit %d 5 s after it was written as %d in place: the watcher missed the write", got, limit)
 }
 
 // TestThreadResolutionReused: on the host's real memory hierarchy (root), a
-// thread's resolution is reused (a limit written in place is not seen within
-// the cache's lifetime, here an hour) while its usage is read afresh on
-// every call: 16 MiB written to a tmpfs file by the process shows in the
-// very next call's usage.
+// thread's resolution is reused while nothing is written to its cgroups
+// (the same entry serves the next call, whatever the limit cache's
+// lifetime) and its usage is read afresh on every call (16 MiB written to a
+// tmpfs file by the process shows in the very next call); a limit written
+// in place is seen as soon as the watcher has read the event.
 func TestThreadResolutionReused(t *testing.T) {
 	testenv.RequireRoot(t)
 	r, err := NewReader("/proc", "/")
@@ -226,9 +254,7 @@ func TestThreadResolutionReused(t *testing.T) {
 	if before.Limit.Value != 256<<20 {
 		t.Fatalf("limit %d, want 256 MiB", before.Limit.Value)
 	}
-	if err := os.WriteFile(filepath.Join(cg, limitFile), []byte(strconv.Itoa(128<<20)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	first, _ := r.memTasks.Get(pid, time.Hour)
 	if _, err := stdin.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -241,10 +267,14 @@ func TestThreadResolutionReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.Limit.Value != 256<<20 {
-		t.Errorf("limit %d after an in-place write with an hour's cache: the resolution was not reused, so this test proves nothing", after.Limit.Value)
+	if again, _ := r.memTasks.Get(pid, time.Hour); first == nil || again != first {
+		t.Errorf("the thread was resolved again with nothing written to its cgroups (entry %p, then %p): the resolution was not reused, so this test proves nothing", first, again)
 	}
 	if grew := int64(after.Usage) - int64(before.Usage); grew < 15<<20 {
 		t.Errorf("usage grew by %d bytes after the process wrote 16 MiB to tmpfs: usage was not read afresh", grew)
 	}
+	if err := os.WriteFile(filepath.Join(cg, limitFile), []byte(strconv.Itoa(128<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitWatched(t, r, pid, 128<<20)
 }

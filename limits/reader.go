@@ -40,8 +40,10 @@ type Reader struct {
 	host_ atomic.Pointer[hostTotals]
 	cache fileCache
 	// What each calling thread's cgroups resolved to (see taskTTL).
-	memTasks taskcache.Cache[*memEntry]
-	cpuTasks taskcache.Cache[CPU]
+	memTasks    taskcache.Cache[*memEntry]
+	cpuTasks    taskcache.Cache[*cpuEntry]
+	memByCgroup byCgroup[*memEntry]
+	cpuByCgroup byCgroup[*cpuEntry]
 }
 
 // NewReader reads procRoot/self/mountinfo (the agent's own view of the
@@ -249,16 +251,55 @@ func (r *Reader) procFile(pid int, name string) string {
 }
 
 func (r *Reader) cgroupLines(pid int) ([]CgroupLine, error) {
-	file := r.procFile(pid, "cgroup")
-	b, err := readFile(file)
+	text, err := r.cgroupText(pid)
 	if err != nil {
 		return nil, err
 	}
-	lines, err := ParseProcCgroup(bytes.NewReader(b))
+	return r.parseCgroupText(pid, text)
+}
+
+// cgroupText is /proc/<pid>/cgroup as read.
+func (r *Reader) cgroupText(pid int) (string, error) {
+	b, err := readFile(r.procFile(pid, "cgroup"))
+	return string(b), err
+}
+
+func (r *Reader) parseCgroupText(pid int, text string) ([]CgroupLine, error) {
+	lines, err := ParseProcCgroup(strings.NewReader(text))
 	if err != nil {
-		return nil, &ParseError{File: file, Err: err}
+		return nil, &ParseError{File: r.procFile(pid, "cgroup"), Err: err}
 	}
 	return lines, nil
+}
+
+// uncached makes the hierarchy read its limit files directly, not through
+// the Reader's limitTTL cache: for a resolution the watcher stamps, which
+// must read what is there now.
+func (h *hierarchy) uncached() {
+	for i := range h.levels {
+		h.levels[i].cache = nil
+	}
+}
+
+// stampFor watches the directories of every level of the given
+// controllers' hierarchies for pid and stamps them (watch.go); nil when
+// that is not possible.
+func (r *Reader) stampFor(pid int, lines []CgroupLine, controllers ...string) *stamp {
+	w := watch()
+	if w == nil {
+		return nil
+	}
+	var dirs []string
+	for _, c := range controllers {
+		h, err := r.hierarchyOf(pid, c, lines)
+		if err != nil {
+			continue // no such controller: nothing of it is read
+		}
+		for _, l := range h.levels {
+			dirs = append(dirs, l.dir)
+		}
+	}
+	return w.stampDirs(dirs)
 }
 
 // read returns a cgroup file's text; missing reports a file that does not
@@ -405,26 +446,42 @@ func (r *Reader) View(pid int) (*View, error) {
 // nothing to say, and CPU returns a NoControllerError so the caller answers
 // with the host's mask.
 func (r *Reader) CPU(pid int) (CPU, error) {
-	if c, ok := r.cpuTasks.Get(pid, r.cache.lifetime()); ok {
-		return c, nil
+	if e, ok := r.cpuTasks.Get(pid, r.memberLifetime()); ok && r.usable(e.stamp, e.made) {
+		return e.cpu, nil
 	}
-	c, err := r.cpu(pid)
-	if err == nil {
-		r.cpuTasks.Put(pid, c, r.cache.lifetime())
+	text, err := r.cgroupText(pid)
+	if err != nil {
+		return CPU{}, err
 	}
-	return c, err
+	if e := r.cpuByCgroup.get(text); e != nil {
+		r.cpuTasks.Put(pid, e, r.memberLifetime())
+		return e.cpu, nil
+	}
+	lines, err := r.parseCgroupText(pid, text)
+	if err != nil {
+		return CPU{}, err
+	}
+	e := &cpuEntry{stamp: r.stampFor(pid, lines, "cpu", "cpuset"), made: time.Now()}
+	if e.cpu, err = r.cpu(pid, lines, e.stamp != nil); err != nil {
+		return e.cpu, err
+	}
+	r.cpuTasks.Put(pid, e, r.memberLifetime())
+	if e.stamp != nil {
+		r.cpuByCgroup.put(text, e)
+	}
+	return e.cpu, nil
 }
 
-func (r *Reader) cpu(pid int) (CPU, error) {
+func (r *Reader) cpu(pid int, lines []CgroupLine, uncached bool) (CPU, error) {
 	var out CPU
-	lines, err := r.cgroupLines(pid)
-	if err != nil {
-		return out, err
-	}
+	var err error
 	if out.HostOnline, err = r.onlineCPUs(); err != nil {
 		return out, err
 	}
 	h, err := r.hierarchyOf(pid, "cpu", lines)
+	if err == nil && uncached {
+		h.uncached()
+	}
 	var noCPU bool
 	switch {
 	case errors.As(err, new(*NoControllerError)):
@@ -437,6 +494,9 @@ func (r *Reader) cpu(pid int) (CPU, error) {
 		}
 	}
 	hs, err := r.hierarchyOf(pid, "cpuset", lines)
+	if err == nil && uncached {
+		hs.uncached()
+	}
 	switch {
 	case errors.As(err, new(*NoControllerError)):
 		if noCPU {
@@ -617,23 +677,33 @@ func (r *Reader) Memory(pid int) (Memory, error) {
 	return r.memory(pid, lines, nil)
 }
 
-// MemoryAndPids reads what sysinfo needs. A thread's cgroups, and the
-// limits and files resolved from them, are reused for the cache's lifetime
-// (see task.go); usage, swap usage (when SwapTotal > 0; otherwise
-// SwapUsage is as the resolution read it) and pids.current are read afresh
-// on every call. A missing pids controller is a NoControllerError in pidsErr,
-// separate from err.
+// MemoryAndPids reads what sysinfo needs. What a thread's cgroups resolve
+// to, limits included, is reused (see task.go and watch.go); usage, swap
+// usage (when SwapTotal > 0; otherwise SwapUsage is as the resolution read
+// it) and pids.current are read afresh on every call. A missing pids
+// controller is a NoControllerError in pidsErr, separate from err.
 func (r *Reader) MemoryAndPids(pid int) (m Memory, p Pids, pidsErr, err error) {
-	if e, ok := r.memTasks.Get(pid, r.cache.lifetime()); ok {
+	if e, ok := r.memTasks.Get(pid, r.memberLifetime()); ok && r.usable(e.stamp, e.made) {
 		if m, p, ok := r.sample(e); ok {
 			return m, p, e.pidsErr, nil
 		}
 	}
-	lines, err := r.cgroupLines(pid)
+	text, err := r.cgroupText(pid)
 	if err != nil {
 		return m, p, nil, err
 	}
-	e := &memEntry{}
+	if e := r.memByCgroup.get(text); e != nil {
+		if m, p, ok := r.sample(e); ok {
+			r.memTasks.Put(pid, e, r.memberLifetime())
+			return m, p, e.pidsErr, nil
+		}
+	}
+	lines, err := r.parseCgroupText(pid, text)
+	if err != nil {
+		return m, p, nil, err
+	}
+	e := &memEntry{stamp: r.stampFor(pid, lines, "memory", "pids"), made: time.Now()}
+	e.live.uncached = e.stamp != nil
 	if m, err = r.memory(pid, lines, &e.live); err != nil {
 		return m, p, nil, err
 	}
@@ -641,7 +711,10 @@ func (r *Reader) MemoryAndPids(pid int) (m Memory, p Pids, pidsErr, err error) {
 	e.mem, e.pids, e.pidsErr = m, p, pidsErr
 	if e.vouched() {
 		e.shmem.Store(&shmemSample{v: m.Shmem, at: e.live.statAt})
-		r.memTasks.Put(pid, e, r.cache.lifetime())
+		r.memTasks.Put(pid, e, r.memberLifetime())
+		if e.stamp != nil {
+			r.memByCgroup.put(text, e)
+		}
 	}
 	return m, p, pidsErr, nil
 }
@@ -651,6 +724,9 @@ func (r *Reader) memory(pid int, lines []CgroupLine, live *memLive) (Memory, err
 	h, err := r.hierarchyOf(pid, "memory", lines)
 	if err != nil {
 		return out, err
+	}
+	if live != nil && live.uncached {
+		h.uncached()
 	}
 	if out.HostTotal, out.HostSwapTotal, err = r.meminfo(); err != nil {
 		return out, err

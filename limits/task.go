@@ -2,8 +2,11 @@ package limits
 
 import (
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/seccompagent/seccompagent/internal/taskcache"
 )
 
 // What a thread's trapped calls reuse between them.
@@ -11,11 +14,17 @@ import (
 // Resolving a call from scratch reads /proc/<tid>/cgroup (on 5.15 and 6.1
 // under the global cgroup_mutex that every container creation also takes),
 // walks the hierarchy, stats the leaf and reads every limit: most of an
-// answer's cost, for facts that change only when an operator acts. So a
-// thread's resolution is kept for the cache's lifetime (limitTTL, the same
-// bound a limit change has) and only the usage counters are read on each
-// call, through the very files the resolution read (fds kept open by
-// openFiles):
+// answer's cost, for facts that change only when someone writes to a cgroup
+// file or moves a task. So a resolution is kept:
+//
+//   - by thread id for memberTTL, then by the text of /proc/<tid>/cgroup
+//     (another thread of the same cgroups, or the same thread later, reads
+//     that one file and reuses it);
+//   - as long as nothing was written to any cgroup directory it read from
+//     (a stamp, watch.go), or, where nothing can be watched, for limitTTL.
+//
+// Only the counters are read on each call, through the very files the
+// resolution read (fds kept open by openFiles):
 //
 //   - memory.current / memory.usage_in_bytes, memory.swap.current /
 //     memory.memsw.usage_in_bytes (when there is swap to use) and
@@ -32,9 +41,9 @@ import (
 // once, so a thread whose cgroup was removed and made anew (which takes
 // moving the thread out first) never gets the old cgroup's limits. What it
 // cannot vouch for is a thread moved between two cgroups that both live on:
-// that move, like a limit change, shows within limitTTL. A thread moved by
-// the runtime before it runs (runc exec, systemd starting a unit) is a new
-// tid or has not called yet, and resolves at once.
+// that shows within memberTTL. A thread moved by the runtime before it runs
+// (runc exec, systemd starting a unit) is a new tid or has not called yet,
+// and resolves at once.
 
 // liveFile is a counter file as one resolution read it: its path and the
 // kept-open file it was read through.
@@ -95,6 +104,9 @@ func (lf liveFile) read() (b []byte, ok bool) {
 
 // memLive are the files a memory resolution reads its counters from.
 type memLive struct {
+	// uncached: read limits directly, not through the limitTTL cache
+	// (a stamped resolution).
+	uncached    bool
 	v2          bool
 	leaf        level
 	usage, stat liveFile
@@ -104,6 +116,10 @@ type memLive struct {
 
 // memEntry is one thread's memory and pids resolution.
 type memEntry struct {
+	// stamp, when the watcher could watch every directory read, keeps
+	// the entry good past limitTTL until one of them is written to.
+	stamp    *stamp
+	made     time.Time
 	mem      Memory
 	live     memLive
 	pids     Pids
@@ -115,6 +131,82 @@ type memEntry struct {
 type shmemSample struct {
 	v  uint64
 	at time.Time
+}
+
+// memberTTL bounds how long a thread's cgroup membership is trusted
+// without reading /proc/<tid>/cgroup again: what no write to the thread's
+// own cgroups announces is its move to another live cgroup (a write to the
+// other one's cgroup.procs), which therefore shows within memberTTL.
+const memberTTL = 2 * time.Second
+
+func (r *Reader) memberLifetime() time.Duration { return max(memberTTL, r.cache.lifetime()) }
+
+// usable reports whether a resolution's limits may still be used: nothing
+// was written to its stamped cgroups, or, without a stamp, it is younger
+// than limitTTL.
+func (r *Reader) usable(s *stamp, made time.Time) bool {
+	if s != nil {
+		return s.valid()
+	}
+	return time.Since(made) < r.cache.lifetime()
+}
+
+func (e *memEntry) current() bool { return e.stamp.valid() }
+
+// cpuEntry is one thread's CPU resolution.
+type cpuEntry struct {
+	stamp *stamp
+	made  time.Time
+	cpu   CPU
+}
+
+func (e *cpuEntry) current() bool { return e.stamp.valid() }
+
+// byCgroup keeps stamped resolutions (only: current is their stamp's
+// validity) by the text of /proc/<tid>/cgroup, so
+// that another thread in the same cgroups (or the same thread after its own
+// entry expired) reuses them.
+type byCgroup[E interface{ current() bool }] struct {
+	mu sync.Mutex
+	m  map[string]E
+}
+
+// get returns the entry for text while it is current.
+func (c *byCgroup[E]) get(text string) E {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[text]
+	if ok && !e.current() {
+		delete(c.m, text)
+		ok = false
+	}
+	if !ok {
+		var zero E
+		return zero
+	}
+	return e
+}
+
+func (c *byCgroup[E]) put(text string, e E) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]E{}
+	}
+	if len(c.m) >= taskcache.Max {
+		for k, old := range c.m {
+			if !old.current() {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m {
+			if len(c.m) < taskcache.Max {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[text] = e
 }
 
 // vouched reports whether every counter the entry needs was read through a

@@ -84,9 +84,10 @@ func (n *timeNS) init(procRoot string) {
 // /proc lookups (a few µs, more than the rest of an answer), and a thread's
 // own time namespace changes only when it execs into a namespace an unshare
 // prepared or setns()s itself. A thread that did either after a call shows
-// its new offset within deltaTTL (the bound a cgroup move or a limit change
-// has); a new process, the usual way into a namespace, is a new thread id.
-const deltaTTL = 500 * time.Millisecond
+// its new offset within deltaTTL (the bound a move to another cgroup has,
+// limits.memberTTL); a new process, the usual way into a namespace, is a
+// new thread id.
+const deltaTTL = 2 * time.Second
 
 type cachedDelta struct {
 	init int
