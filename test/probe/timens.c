@@ -12,7 +12,10 @@
  *              children's namespace has the offset
  *   child_*    a child, in the new namespace
  *   nested_*   that child after a second unshare(CLONE_NEWTIME): its own
- *              namespace's offset is no longer shown in any timens_offsets
+ *              namespace (unchanged) has an offset no timens_offsets shows
+ *              any more
+ *   fresh_*    a thread that child starts then: the same namespace, and no
+ *              call of its own before
  * *_uptime is sysinfo's, *_boottime_ns the clock's; *_errno is non-zero
  * when a call failed. Needs CAP_SYS_ADMIN (unshare) and CAP_SYS_TIME
  * (writing /proc/self/timens_offsets), and Linux >= 5.6.
@@ -20,6 +23,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +52,13 @@ static void report(const char *name)
 	clock_gettime(CLOCK_BOOTTIME, &ts);
 	printf("%s_boottime_ns=%lld\n", name, (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
 	fflush(stdout);
+}
+
+static void *fresh(void *arg)
+{
+	(void)arg;
+	report("fresh");
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -86,6 +97,13 @@ int main(int argc, char **argv)
 			_exit(1);
 		}
 		report("nested");
+		pthread_t th;
+		int err = pthread_create(&th, NULL, fresh, NULL);
+		if (err) {
+			printf("thread_errno=%d\n", err);
+			_exit(1);
+		}
+		pthread_join(th, NULL);
 		_exit(0);
 	}
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
