@@ -45,8 +45,9 @@ const watchIdle = 5 * time.Minute
 // watcher holds one inotify instance for the cgroup directories resolutions
 // read from.
 type watcher struct {
-	fd  int
-	all atomic.Uint64 // bumped on a queue overflow: every stamp is void
+	fd   int
+	all  atomic.Uint64 // bumped on a queue overflow: every stamp is void
+	dead atomic.Bool   // the event reader stopped: nothing is trusted
 
 	mu   sync.Mutex
 	dirs map[string]*watchedDir // by path
@@ -128,7 +129,7 @@ func (w *watcher) read() {
 		if err != nil || n <= 0 {
 			// Cannot happen on a live inotify fd; if it does, trust
 			// nothing from now on.
-			w.all.Store(^uint64(0))
+			w.dead.Store(true)
 			return
 		}
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
@@ -190,7 +191,7 @@ type stamp struct {
 // stampDirs watches dirs and records their generations; nil when any
 // cannot be watched.
 func (w *watcher) stampDirs(dirs []string) *stamp {
-	if w == nil {
+	if w == nil || w.dead.Load() {
 		return nil
 	}
 	s := &stamp{w: w, all: w.all.Load(), at: time.Now()}
@@ -208,7 +209,7 @@ func (w *watcher) stampDirs(dirs []string) *stamp {
 // valid reports whether nothing was written to the stamped directories
 // since, within stampTTL.
 func (s *stamp) valid() bool {
-	if s == nil || time.Since(s.at) >= stampTTL || s.w.all.Load() != s.all {
+	if s == nil || time.Since(s.at) >= stampTTL || s.w.all.Load() != s.all || s.w.dead.Load() {
 		return false
 	}
 	for i, d := range s.dirs {
