@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,8 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seccompagent/seccompagent/internal/taskcache"
 	"github.com/seccompagent/seccompagent/test/testenv"
 )
+
+// testScope stands for the container the tests' threads belong to.
+const testScope = 1
 
 // TestRecreatedCgroupIsACacheMiss: a limit written in place is served from
 // the cache until it expires (here: an hour), but a cgroup removed and made
@@ -125,7 +130,7 @@ func TestRecreatedRealCgroup(t *testing.T) {
 	// watch.go): both must see the new cgroup at once.
 	limits2 := func() (cached, watched uint64) {
 		t.Helper()
-		m2, _, _, err := r.MemoryAndPids(pid) // first: nothing reopened the files for it
+		m2, _, _, err := r.MemoryAndPids(pid, testScope) // first: nothing reopened the files for it
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +183,7 @@ func waitWatched(t *testing.T, r *Reader, pid int, limit uint64) {
 	}
 	var got uint64
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		m, _, _, err := r.MemoryAndPids(pid)
+		m, _, _, err := r.MemoryAndPids(pid, testScope)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,8 +224,10 @@ func TestThreadResolutionReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out strings.Builder
-	sh.Stdout = &out
+	stdout, err := sh.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if sh.Process != nil {
 			_ = sh.Process.Kill()
@@ -247,27 +254,35 @@ func TestThreadResolutionReused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before, _, _, err := r.MemoryAndPids(pid)
+	before, _, _, err := r.MemoryAndPids(pid, testScope)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if before.Limit.Value != 256<<20 {
 		t.Fatalf("limit %d, want 256 MiB", before.Limit.Value)
 	}
-	first, _ := r.memTasks.Get(pid, time.Hour)
+	first, _ := r.memTasks.Get(taskcache.Key{Tid: pid, Scope: testScope}, time.Hour)
 	if _, err := stdin.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "done"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the process did not write its file")
+	done := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		done <- line
+	}()
+	select {
+	case line := <-done:
+		if strings.TrimSpace(line) != "done" {
+			t.Fatalf("the process said %q, not done", line)
 		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process did not write its file")
 	}
-	after, _, _, err := r.MemoryAndPids(pid)
+	after, _, _, err := r.MemoryAndPids(pid, testScope)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := r.memTasks.Get(pid, time.Hour); first == nil || again != first {
+	if again, _ := r.memTasks.Get(taskcache.Key{Tid: pid, Scope: testScope}, time.Hour); first == nil || again != first {
 		t.Errorf("the thread was resolved again with nothing written to its cgroups (entry %p, then %p): the resolution was not reused, so this test proves nothing", first, again)
 	}
 	if grew := int64(after.Usage) - int64(before.Usage); grew < 15<<20 {
@@ -277,4 +292,100 @@ func TestThreadResolutionReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitWatched(t, r, pid, 128<<20)
+}
+
+// TestRemadeCgroupCPU: a cgroup with a CPU quota of 2 is removed and made
+// again at the same path with a quota of 1 (a unit restarted with a new
+// CPUQuota=); a new process there, in the same container scope, must get 1
+// at once, although the first resolution was stamped moments before and
+// kernfs raises nothing on a removed directory's own watch.
+func TestRemadeCgroupCPU(t *testing.T) {
+	testenv.RequireRoot(t)
+	r, err := NewReader("/proc", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mnt string
+	var quota func(dir string, cpus int)
+	write := func(file, v string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, ok := r.v1["cpu"]; ok {
+		mnt = m.Point
+		quota = func(dir string, cpus int) {
+			write(filepath.Join(dir, "cpu.cfs_period_us"), "100000")
+			write(filepath.Join(dir, "cpu.cfs_quota_us"), strconv.Itoa(cpus*100000))
+		}
+	} else if r.v2 != nil && r.v2ctrls["cpu"] {
+		mnt = r.v2.Point
+		quota = func(dir string, cpus int) {
+			write(filepath.Join(dir, "cpu.max"), fmt.Sprintf("%d 100000", cpus*100000))
+		}
+	}
+	testenv.Require(t, mnt != "", "no cgroup cpu controller is mounted")
+	parent := filepath.Join(mnt, fmt.Sprintf("seccompagent-limits-remade-%d", os.Getpid()))
+	cg := filepath.Join(parent, "unit")
+	var procs []*exec.Cmd
+	t.Cleanup(func() {
+		for _, p := range procs {
+			_ = p.Process.Kill()
+			_ = p.Wait()
+		}
+		_ = os.Remove(cg)
+		_ = os.Remove(parent)
+	})
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r.v2 != nil && strings.HasPrefix(parent, r.v2.Point) {
+		write(filepath.Join(parent, "cgroup.subtree_control"), "+cpu")
+	}
+	start := func() int {
+		t.Helper()
+		p := exec.Command("sleep", "600")
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
+		write(filepath.Join(cg, "cgroup.procs"), strconv.Itoa(p.Process.Pid))
+		return p.Process.Pid
+	}
+	count := func(pid int) uint64 {
+		t.Helper()
+		c, err := r.ThreadCPU(pid, testScope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Count.Value
+	}
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	quota(cg, 2)
+	first := start()
+	if got := count(first); got != 2 {
+		t.Fatalf("count %d, want 2", got)
+	}
+	p := procs[0]
+	_ = p.Process.Kill()
+	_ = p.Wait()
+	procs = nil
+	if err := os.Remove(cg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	quota(cg, 1)
+	second := start()
+	var got uint64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if got = count(second); got == 1 {
+			return
+		}
+	}
+	t.Errorf("count %d 5 s after the cgroup was made again with a quota of 1: the removed cgroup's was served", got)
 }

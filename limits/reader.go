@@ -445,8 +445,13 @@ func (r *Reader) View(pid int) (*View, error) {
 // is still reported. Only when neither cpu nor cpuset is mounted is there
 // nothing to say, and CPU returns a NoControllerError so the caller answers
 // with the host's mask.
-func (r *Reader) CPU(pid int) (CPU, error) {
-	if e, ok := r.cpuTasks.Get(pid, r.memberLifetime()); ok && r.usable(e.stamp, e.made) {
+func (r *Reader) CPU(pid int) (CPU, error) { return r.ThreadCPU(pid, 0) }
+
+// ThreadCPU is CPU for thread pid of the container whose init is scope (0:
+// unknown), reusing what the thread's cgroups resolved to (task.go).
+func (r *Reader) ThreadCPU(pid, scope int) (CPU, error) {
+	key := taskcache.Key{Tid: pid, Scope: scope}
+	if e, ok := r.cpuTasks.Get(key, r.memberLifetime()); ok && scope > 0 && r.usable(e.stamp, e.made) {
 		return e.cpu, nil
 	}
 	text, err := r.cgroupText(pid)
@@ -454,7 +459,7 @@ func (r *Reader) CPU(pid int) (CPU, error) {
 		return CPU{}, err
 	}
 	if e := r.cpuByCgroup.get(text); e != nil {
-		r.cpuTasks.Put(pid, e, r.memberLifetime())
+		remember(&r.cpuTasks, key, e, r.memberLifetime())
 		return e.cpu, nil
 	}
 	lines, err := r.parseCgroupText(pid, text)
@@ -465,7 +470,7 @@ func (r *Reader) CPU(pid int) (CPU, error) {
 	if e.cpu, err = r.cpu(pid, lines, e.stamp != nil); err != nil {
 		return e.cpu, err
 	}
-	r.cpuTasks.Put(pid, e, r.memberLifetime())
+	remember(&r.cpuTasks, key, e, r.memberLifetime())
 	if e.stamp != nil {
 		r.cpuByCgroup.put(text, e)
 	}
@@ -677,13 +682,15 @@ func (r *Reader) Memory(pid int) (Memory, error) {
 	return r.memory(pid, lines, nil)
 }
 
-// MemoryAndPids reads what sysinfo needs. What a thread's cgroups resolve
-// to, limits included, is reused (see task.go and watch.go); usage, swap
-// usage (when SwapTotal > 0; otherwise SwapUsage is as the resolution read
-// it) and pids.current are read afresh on every call. A missing pids
-// controller is a NoControllerError in pidsErr, separate from err.
-func (r *Reader) MemoryAndPids(pid int) (m Memory, p Pids, pidsErr, err error) {
-	if e, ok := r.memTasks.Get(pid, r.memberLifetime()); ok && r.usable(e.stamp, e.made) {
+// MemoryAndPids reads what sysinfo needs for thread pid of the container
+// whose init is scope (0: unknown). What a thread's cgroups resolve to,
+// limits included, is reused (see task.go and watch.go); usage, swap usage
+// (when SwapTotal > 0; otherwise SwapUsage is as the resolution read it)
+// and pids.current are read afresh on every call. A missing pids controller
+// is a NoControllerError in pidsErr, separate from err.
+func (r *Reader) MemoryAndPids(pid, scope int) (m Memory, p Pids, pidsErr, err error) {
+	key := taskcache.Key{Tid: pid, Scope: scope}
+	if e, ok := r.memTasks.Get(key, r.memberLifetime()); ok && scope > 0 && r.usable(e.stamp, e.made) {
 		if m, p, ok := r.sample(e); ok {
 			return m, p, e.pidsErr, nil
 		}
@@ -694,7 +701,7 @@ func (r *Reader) MemoryAndPids(pid int) (m Memory, p Pids, pidsErr, err error) {
 	}
 	if e := r.memByCgroup.get(text); e != nil {
 		if m, p, ok := r.sample(e); ok {
-			r.memTasks.Put(pid, e, r.memberLifetime())
+			remember(&r.memTasks, key, e, r.memberLifetime())
 			return m, p, e.pidsErr, nil
 		}
 	}
@@ -711,7 +718,7 @@ func (r *Reader) MemoryAndPids(pid int) (m Memory, p Pids, pidsErr, err error) {
 	e.mem, e.pids, e.pidsErr = m, p, pidsErr
 	if e.vouched() {
 		e.shmem.Store(&shmemSample{v: m.Shmem, at: e.live.statAt})
-		r.memTasks.Put(pid, e, r.memberLifetime())
+		remember(&r.memTasks, key, e, r.memberLifetime())
 		if e.stamp != nil {
 			r.memByCgroup.put(text, e)
 		}

@@ -318,7 +318,7 @@ func TestLimitUpdatesSeenWithinTTL(t *testing.T) {
 // the kernel charges its processes to the nearest ancestor that has them.
 func TestV2ChargedToAncestor(t *testing.T) {
 	r := fixture(t, "v2")
-	m, p, pidsErr, err := r.MemoryAndPids(307)
+	m, p, pidsErr, err := r.MemoryAndPids(307, 1)
 	if err != nil || pidsErr != nil {
 		t.Fatal(err, pidsErr)
 	}

@@ -17,9 +17,10 @@ import (
 // answer's cost, for facts that change only when someone writes to a cgroup
 // file or moves a task. So a resolution is kept:
 //
-//   - by thread id for memberTTL, then by the text of /proc/<tid>/cgroup
-//     (another thread of the same cgroups, or the same thread later, reads
-//     that one file and reuses it);
+//   - by thread (its id and its container, so that a thread id reused by
+//     another container's task never reaches it) for memberTTL, then by the
+//     text of /proc/<tid>/cgroup (another thread of the same cgroups, or the
+//     same thread later, reads that one file and reuses it);
 //   - as long as nothing was written to any cgroup directory it read from
 //     (a stamp, watch.go), or, where nothing can be watched, for limitTTL.
 //
@@ -43,7 +44,10 @@ import (
 // cannot vouch for is a thread moved between two cgroups that both live on:
 // that shows within memberTTL. A thread moved by the runtime before it runs
 // (runc exec, systemd starting a unit) is a new tid or has not called yet,
-// and resolves at once.
+// and resolves at once. Nor can it tell a thread from a later one of the
+// same container given the same id (the pid space wrapped within
+// memberTTL): that one gets its predecessor's cgroups, which differ only in
+// a container with cgroups of its own below its root.
 
 // liveFile is a counter file as one resolution read it: its path and the
 // kept-open file it was read through.
@@ -141,6 +145,15 @@ const memberTTL = 2 * time.Second
 
 func (r *Reader) memberLifetime() time.Duration { return max(memberTTL, r.cache.lifetime()) }
 
+// remember keeps e for a thread of a known container: a thread id alone is
+// never trusted (ids are reused), and one of an unknown container
+// (scope 0: crun exec, explain) is not kept at all.
+func remember[E any](c *taskcache.Cache[E], k taskcache.Key, e E, ttl time.Duration) {
+	if k.Scope > 0 {
+		c.Put(k, e, ttl)
+	}
+}
+
 // usable reports whether a resolution's limits may still be used: nothing
 // was written to its stamped cgroups, or, without a stamp, it is younger
 // than limitTTL.
@@ -167,8 +180,9 @@ func (e *cpuEntry) current() bool { return e.stamp.valid() }
 // that another thread in the same cgroups (or the same thread after its own
 // entry expired) reuses them.
 type byCgroup[E interface{ current() bool }] struct {
-	mu sync.Mutex
-	m  map[string]E
+	mu    sync.Mutex
+	m     map[string]E
+	swept time.Time
 }
 
 // get returns the entry for text while it is current.
@@ -193,7 +207,10 @@ func (c *byCgroup[E]) put(text string, e E) {
 	if c.m == nil {
 		c.m = map[string]E{}
 	}
-	if len(c.m) >= taskcache.Max {
+	// Entries of removed cgroups go once their stamp expires: the map
+	// holds what was resolved in the last stampTTL or so.
+	if now := time.Now(); now.Sub(c.swept) >= stampTTL || len(c.m) >= taskcache.Max {
+		c.swept = now
 		for k, old := range c.m {
 			if !old.current() {
 				delete(c.m, k)
@@ -224,6 +241,12 @@ func (e *memEntry) vouched() bool {
 // again.
 func (r *Reader) sample(e *memEntry) (Memory, Pids, bool) {
 	m, p := e.mem, e.pids
+	// The host's totals (swapon, swapoff, memory hotplug) bound the
+	// container's: a change resolves again (meminfo is re-read at most
+	// every hostTTL).
+	if total, swap, err := r.meminfo(); err != nil || total != m.HostTotal || swap != m.HostSwapTotal {
+		return m, p, false
+	}
 	var ok bool
 	if m.Usage, ok = e.live.usage.counter(); !ok {
 		return m, p, false

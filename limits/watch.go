@@ -1,6 +1,10 @@
 package limits
 
 import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,15 +28,26 @@ import (
 // sooner than limitTTL would, and a container calling once a second does
 // not read its limits once a second.
 //
+// kernfs raises nothing on a removed cgroup directory's own watch, so a
+// cgroup removed and made again is seen on its parent's watch (IN_DELETE,
+// IN_CREATE of a directory), which every stamp holds (it watches every
+// level up to the mount's root). The kernel also raises IN_MODIFY by itself
+// on its event files (memory.events on every reclaim at the limit,
+// cgroup.events when a task exits): those are not writes and change no
+// limit, and are not counted.
+//
 // What no write announces is bounded by stampTTL: a cpuset's effective CPUs
-// after CPU hotplug, the host's MemTotal after memory hotplug. A full event
-// queue (IN_Q_OVERFLOW) invalidates everything. Where inotify is missing or
-// out of watches (fs.inotify.max_user_watches), resolutions are not kept
-// beyond limitTTL.
+// after CPU hotplug. The host's totals are compared on every call
+// (Reader.sample). A full event queue (IN_Q_OVERFLOW) invalidates
+// everything. Where inotify is missing or out of watches (the agent takes
+// at most a quarter of fs.inotify.max_user_watches), resolutions are not
+// kept beyond limitTTL.
 
-// watchMask is what a watch asks for: writes to files in the directory, and
-// the directory itself going away.
-const watchMask = unix.IN_MODIFY | unix.IN_ONLYDIR | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+// watchMask is what a watch asks for: writes to files in the directory,
+// subdirectories made or removed (a cgroup removed and made again under a
+// watched parent: kernfs raises nothing on the removed directory's own
+// watch), and the directory itself going away.
+const watchMask = unix.IN_MODIFY | unix.IN_CREATE | unix.IN_DELETE | unix.IN_ONLYDIR | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
 
 // stampTTL bounds how long a resolution is trusted with no write seen.
 const stampTTL = 30 * time.Second
@@ -46,6 +61,7 @@ const watchIdle = 5 * time.Minute
 // read from.
 type watcher struct {
 	fd   int
+	max  int           // watches this watcher may hold (see newWatcher)
 	all  atomic.Uint64 // bumped on a queue overflow: every stamp is void
 	dead atomic.Bool   // the event reader stopped: nothing is trusted
 
@@ -70,7 +86,16 @@ func newWatcher() *watcher {
 	if err != nil {
 		return nil
 	}
-	w := &watcher{fd: fd, dirs: map[string]*watchedDir{}, wds: map[int32]*watchedDir{}}
+	// Watches count against fs.inotify.max_user_watches, which root's
+	// other daemons (systemd, kubelet, containerd) share: take at most a
+	// quarter of it. Beyond, resolutions are kept for limitTTL only.
+	limit := 8192
+	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_user_watches"); err == nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > 0 {
+			limit = v
+		}
+	}
+	w := &watcher{fd: fd, max: limit / 4, dirs: map[string]*watchedDir{}, wds: map[int32]*watchedDir{}}
 	go w.read()
 	go w.sweep()
 	return w
@@ -84,6 +109,9 @@ func (w *watcher) dir(path string) *watchedDir {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if d := w.dirs[path]; d == nil && len(w.wds) >= w.max {
+		return nil
+	}
 	wd, err := unix.InotifyAddWatch(w.fd, path, watchMask)
 	if err != nil {
 		return nil
@@ -134,21 +162,55 @@ func (w *watcher) read() {
 		}
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			name := eventName(buf[off+unix.SizeofInotifyEvent : min(n, off+unix.SizeofInotifyEvent+int(ev.Len))])
 			off += unix.SizeofInotifyEvent + int(ev.Len)
 			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
 				w.all.Add(1)
 				continue
 			}
-			w.mu.Lock()
-			if d := w.wds[ev.Wd]; d != nil {
-				d.gen.Add(1)
-				if ev.Mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0 {
-					w.drop(d)
-				}
-			}
-			w.mu.Unlock()
+			w.event(ev.Wd, ev.Mask, name)
 		}
 	}
+}
+
+// event applies one inotify event to the watched directories.
+func (w *watcher) event(wd int32, mask uint32, name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.wds[wd]
+	switch {
+	case d == nil:
+	case mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
+		w.drop(d)
+	case mask&unix.IN_ISDIR != 0:
+		// A child cgroup made or removed: its own watch, if any, is
+		// void (a new directory at its path is not what it watched).
+		if c := w.dirs[d.path+"/"+name]; c != nil {
+			w.drop(c)
+		}
+	case kernelRaised(name):
+		// Not a write: the kernel's own notification of an event
+		// counter or state (memory.events on every reclaim at the
+		// limit, cgroup.events when a task exits). It changes no limit
+		// and no membership.
+	default:
+		d.gen.Add(1)
+	}
+}
+
+// kernelRaised reports a cgroup file whose IN_MODIFY the kernel raises by
+// itself (cgroup_file_notify): cgroup.events, memory.events(.local),
+// memory.swap.events, pids.events(.local), misc.events, hugetlb's.
+func kernelRaised(name string) bool {
+	return strings.HasSuffix(name, ".events") || strings.HasSuffix(name, ".events.local")
+}
+
+// eventName is the NUL-padded name of an inotify event.
+func eventName(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
 }
 
 // sweep removes, every minute, the watches no resolution used for

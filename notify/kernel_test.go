@@ -213,10 +213,10 @@ func installFilter() int {
 // 7 tasks, started 5 s ago.
 type fakeLimits struct{ start time.Duration }
 
-func (fakeLimits) CPU(int) (limits.CPU, error) {
+func (fakeLimits) ThreadCPU(int, int) (limits.CPU, error) {
 	return limits.CPU{Count: limits.Value{Value: 1, Limited: true}}, nil
 }
-func (fakeLimits) MemoryAndPids(int) (limits.Memory, limits.Pids, error, error) {
+func (fakeLimits) MemoryAndPids(int, int) (limits.Memory, limits.Pids, error, error) {
 	return limits.Memory{Total: 256 << 20, Usage: 100 << 20, Shmem: 1 << 20, SwapTotal: 64 << 20, SwapUsage: 4 << 20},
 		limits.Pids{Current: limits.Value{Value: 7, Limited: true}}, nil, nil
 }

@@ -43,9 +43,10 @@ func ParsePolicy(v string) (Policy, error) {
 	return Policy{Count: n}, nil
 }
 
-// CPULimits is what the handler needs from limits.Reader.
+// CPULimits is what the handler needs from limits.Reader: the CPU limits
+// of thread pid of the container whose init is scope (0: unknown).
 type CPULimits interface {
-	CPU(pid int) (limits.CPU, error)
+	ThreadCPU(pid, scope int) (limits.CPU, error)
 }
 
 // Kernel holds the host facts the kernel's checks depend on.
@@ -137,7 +138,11 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 	if !h.Policy.Off {
 		k := h.Policy.Count
 		if k == 0 {
-			cpu, err := h.Limits.CPU(target)
+			var scope int
+			if req.Container != nil {
+				scope = req.Container.InitPid
+			}
+			cpu, err := h.Limits.ThreadCPU(target, scope)
 			if err != nil {
 				log().WithError(err).Debug("sched_getaffinity: no CPU limits, answering with the kernel's")
 				return notify.Continue()

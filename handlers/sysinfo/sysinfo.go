@@ -15,7 +15,9 @@ import (
 
 // Limits is what the handler needs from limits.Reader.
 type Limits interface {
-	MemoryAndPids(pid int) (limits.Memory, limits.Pids, error, error)
+	// MemoryAndPids reads for thread pid of the container whose init is
+	// scope.
+	MemoryAndPids(pid, scope int) (limits.Memory, limits.Pids, error, error)
 	StartTime(pid int) (time.Duration, error)
 }
 
@@ -104,7 +106,7 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 // Compute builds the container's struct sysinfo for thread tid of the
 // container whose init is initPid (both in the agent's pid namespace).
 func (h *Handler) Compute(tid, initPid int) (Info, error) {
-	mem, pids, pidsErr, err := h.Limits.MemoryAndPids(tid)
+	mem, pids, pidsErr, err := h.Limits.MemoryAndPids(tid, initPid)
 	if err != nil {
 		return Info{}, err
 	}

@@ -11,7 +11,7 @@ import (
 
 type fixedLimits struct{}
 
-func (fixedLimits) MemoryAndPids(int) (limits.Memory, limits.Pids, error, error) {
+func (fixedLimits) MemoryAndPids(int, int) (limits.Memory, limits.Pids, error, error) {
 	return limits.Memory{Total: 256 << 20, Usage: 1 << 20}, limits.Pids{}, nil, nil
 }
 func (fixedLimits) StartTime(int) (time.Duration, error) { return time.Second, nil }

@@ -56,7 +56,7 @@ type timeNS struct {
 	proc    string
 	agentNS string // "" when the kernel has no time namespaces
 	agent   offsetResult
-	deltas  taskcache.Cache[cachedDelta]
+	deltas  taskcache.Cache[time.Duration]
 }
 
 type offsetResult struct {
@@ -89,11 +89,6 @@ func (n *timeNS) init(procRoot string) {
 // new thread id.
 const deltaTTL = 2 * time.Second
 
-type cachedDelta struct {
-	init int
-	d    time.Duration
-}
-
 // boottimeDelta is offset(tid) − offset(init): what the caller's uptime
 // differs by from the container's.
 func (n *timeNS) boottimeDelta(procRoot string, tid, init int) (time.Duration, error) {
@@ -101,12 +96,13 @@ func (n *timeNS) boottimeDelta(procRoot string, tid, init int) (time.Duration, e
 	if n.agentNS == "" {
 		return 0, nil
 	}
-	if c, ok := n.deltas.Get(tid, deltaTTL); ok && c.init == init {
-		return c.d, nil
+	key := taskcache.Key{Tid: tid, Scope: init}
+	if d, ok := n.deltas.Get(key, deltaTTL); ok {
+		return d, nil
 	}
 	d, err := n.delta(tid, init)
 	if err == nil {
-		n.deltas.Put(tid, cachedDelta{init: init, d: d}, deltaTTL)
+		n.deltas.Put(key, d, deltaTTL)
 	}
 	return d, err
 }

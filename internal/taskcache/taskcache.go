@@ -1,5 +1,5 @@
-// Package taskcache keeps one value per thread id for a bounded time: what
-// the agent resolved for a calling thread and may reuse for its next calls.
+// Package taskcache keeps one value per thread for a bounded time: what the
+// agent resolved for a calling thread and may reuse for its next calls.
 package taskcache
 
 import (
@@ -11,10 +11,15 @@ import (
 // not enough, arbitrary ones (a later call resolves again).
 const Max = 16384
 
-// Cache maps thread ids to values that expire. The zero value is ready.
+// Key names a thread: its id, and the container it belongs to (its init's
+// pid). Thread ids are reused once a thread exits; the scope keeps a reused
+// id from ever reaching another container's entry.
+type Key struct{ Tid, Scope int }
+
+// Cache maps threads to values that expire. The zero value is ready.
 type Cache[V any] struct {
 	mu    sync.Mutex
-	m     map[int]item[V]
+	m     map[Key]item[V]
 	swept time.Time
 }
 
@@ -23,11 +28,11 @@ type item[V any] struct {
 	at time.Time
 }
 
-// Get returns tid's value if it was put less than ttl ago.
-func (c *Cache[V]) Get(tid int, ttl time.Duration) (V, bool) {
+// Get returns k's value if it was put less than ttl ago.
+func (c *Cache[V]) Get(k Key, ttl time.Duration) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	it, ok := c.m[tid]
+	it, ok := c.m[k]
 	if !ok || time.Since(it.at) >= ttl {
 		var zero V
 		return zero, false
@@ -35,30 +40,30 @@ func (c *Cache[V]) Get(tid int, ttl time.Duration) (V, bool) {
 	return it.v, true
 }
 
-// Put stores v for tid, now.
-func (c *Cache[V]) Put(tid int, v V, ttl time.Duration) {
+// Put stores v for k, now.
+func (c *Cache[V]) Put(k Key, v V, ttl time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[int]item[V]{}
+		c.m = map[Key]item[V]{}
 	}
 	now := time.Now()
 	if len(c.m) >= Max && now.Sub(c.swept) >= ttl {
-		for k, it := range c.m {
+		for old, it := range c.m {
 			if now.Sub(it.at) >= ttl {
-				delete(c.m, k)
+				delete(c.m, old)
 			}
 		}
 		c.swept = now
 	}
 	if len(c.m) >= Max {
 		n := 0
-		for k := range c.m {
-			delete(c.m, k)
+		for old := range c.m {
+			delete(c.m, old)
 			if n++; n == Max/16 {
 				break
 			}
 		}
 	}
-	c.m[tid] = item[V]{v: v, at: now}
+	c.m[k] = item[V]{v: v, at: now}
 }
