@@ -81,13 +81,16 @@ func sendFrame(fd int, f frame, passFd int) error {
 
 // recvFrame reads one frame and the fd that came with it (-1 if none). The
 // fd is close-on-exec; frames with more than one fd are refused.
-func recvFrame(fd int) (frame, int, error) {
+func recvFrame(fd int) (frame, int, error) { return recvFrameFlags(fd, 0) }
+
+// recvFrameFlags is recvFrame with extra recvmsg flags (MSG_DONTWAIT).
+func recvFrameFlags(fd, extra int) (frame, int, error) {
 	buf := make([]byte, maxFrame)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	var n, oobn, flags int
 	var err error
 	for {
-		n, oobn, flags, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, flags, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC|extra)
 		if err != unix.EINTR {
 			break
 		}

@@ -286,6 +286,9 @@ func (h *holder) accept() {
 }
 
 func (h *holder) closeConn(c *holderConn) {
+	if c == h.agent {
+		h.drain(c)
+	}
 	unix.Close(c.fd)
 	c.fd = -1
 	switch c {
@@ -302,6 +305,38 @@ func (h *holder) closeConn(c *holderConn) {
 		}
 	case h.waiting:
 		h.waiting = nil
+	}
+}
+
+// drain applies what the serving agent sent and the holder has not read
+// yet, before its connection is closed. A killed agent's last frames stay
+// queued on the connection (the kernel keeps them readable after the
+// sender is gone), and the holder may come to close it before it has read
+// them (a new agent's hello finds the old one dead): closing it unread
+// would close the listeners they carry, and their containers would get
+// ENOSYS.
+func (h *holder) drain(c *holderConn) {
+	for i := 0; i < 1<<20; i++ {
+		f, fd, err := recvFrameFlags(c.fd, unix.MSG_DONTWAIT)
+		if err != nil {
+			var errno unix.Errno
+			if errors.Is(err, errEOF) || errors.As(err, &errno) {
+				return // nothing queued (EAGAIN), the end, or a dead connection
+			}
+			continue // one bad frame
+		}
+		switch f.Op {
+		case "put":
+			h.put(f, fd)
+			fd = -1
+		case "drop":
+			h.drop(f.Key)
+		case "bye":
+			h.said = "exited"
+		}
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	}
 }
 

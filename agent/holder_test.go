@@ -174,3 +174,35 @@ func TestHolderKeepsFdsAcrossAgents(t *testing.T) {
 		t.Fatal("an idle holder did not exit")
 	}
 }
+
+// TestHolderKeepsPutsOfAKilledAgent: an agent hands the holder many
+// listeners in a burst and is killed at once, and the next agent says hello
+// right away, while the holder may not have read the dead agent's last
+// frames yet: the next agent must still get every listener.
+func TestHolderKeepsPutsOfAKilledAgent(t *testing.T) {
+	const n = 300
+	sock := filepath.Join(t.TempDir(), "holder.sock")
+	runHolder(t, sock, 0)
+	a, _, _ := helloAgent(t, sock)
+	var mine []int
+	for i := 0; i < n; i++ {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine = append(mine, pair[0], pair[1])
+		a.put(kindListener, uint64(i+1), `{}`, pair[0])
+	}
+	unix.Close(a.fd) // killed: its last puts may still be queued
+	b, got, _ := helloAgent(t, sock)
+	if len(got) != n {
+		t.Errorf("the next agent got %d listeners, want all %d the killed one put", len(got), n)
+	}
+	for _, e := range got {
+		unix.Close(e.fd)
+	}
+	unix.Close(b.fd)
+	for _, fd := range mine {
+		unix.Close(fd)
+	}
+}
