@@ -79,6 +79,10 @@ type Builder struct {
 	Dir        string
 	Kernel     Kernel
 	Logf       func(format string, args ...any)
+	// Extra are more files for the image: path in the VM (no leading
+	// slash) → host file, with the shared libraries it needs. A path
+	// under GuestRootfs adds to the containers' rootfs.
+	Extra map[string]string
 }
 
 func (b *Builder) logf(format string, args ...any) {
@@ -114,8 +118,10 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 		{"rootfs", func() error { return harness.BuildRootfs(rootfs) }},
 		{"modules", func() (err error) { modTree, err = b.stageModules(ctx); return err }},
 		{"initramfs", func() (err error) {
-			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, map[string]string{vmAgent: agent, vmWrapper: wrapper,
-				vmTest: testBin, vmNotifyTest: notifyBin, vmI386: i386Bin}, rootfs, modTree)
+			built := map[string]string{vmAgent: agent, vmWrapper: wrapper,
+				vmTest: testBin, vmNotifyTest: notifyBin, vmI386: i386Bin}
+			maps.Copy(built, b.Extra)
+			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, built, rootfs, modTree)
 			return err
 		}},
 	}

@@ -7,8 +7,8 @@
 # into it. Stage 2 mounts the kernel filesystems and a pure cgroup v2
 # hierarchy, loads the 9p modules, mounts the host's results directory,
 # runs the e2e test binary with the settings the host wrote to
-# /results/vm.env and /results/groups, leaves the output and exit statuses
-# there and powers off.
+# /results/vm.env and /results/groups (or the one command VM_COMMAND names
+# instead), leaves the output and exit statuses there and powers off.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
@@ -98,6 +98,26 @@ mkdir -p "$out" || fatal "mkdir $out"
 	done
 ) &
 heartbeat=$!
+
+# A single command instead of the tests (VM_COMMAND, from RunCommand: `make
+# bench` runs its VM part so): its stdout is command.out, its stderr goes
+# to the console, its exit status is exit-code.
+if [ -n "${VM_COMMAND:-}" ]; then
+	cd /tmp || fatal "cd /tmp"
+	say "command: $VM_COMMAND"
+	env -i PATH="$PATH" HOME=/root TMPDIR=/tmp sh -c "$VM_COMMAND" >"$out/command.out"
+	rc=$?
+	kill $heartbeat
+	say "command: exit status $rc"
+	cp "$out"/* /results/ || say "copying the results to the 9p share failed"
+	echo "tests_done_uptime=$(cut -d' ' -f1 /proc/uptime)" >>/results/vm-info
+	echo "$rc" >/results/exit-code
+	sync
+	umount /results
+	echo "@@@ seccompagent-vm exit=$rc"
+	poweroff -f
+	exit 0
+fi
 
 # The notify package's kernel tier first, on its own (it measures the
 # kernel's own answers in the same run, and must not compete with the e2e
