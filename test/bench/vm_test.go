@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// guestOutput is what runGuest prints for medians[sup/call] = per-round values.
+func guestOutput(header string, rounds int, medians map[string][]float64) string {
+	var sb strings.Builder
+	sb.WriteString(header)
+	for r := 0; r < rounds; r++ {
+		for _, call := range []string{"sysinfo", "affinity"} {
+			for _, sup := range []string{"native", "agent", "ref-plain"} {
+				if v, ok := medians[sup+"/"+call]; ok && r < len(v) {
+					fmt.Fprintf(&sb, "tight round=%d sup=%s call=%s median_ns=%.0f\n", r+1, sup, call, v[r])
+				}
+			}
+		}
+	}
+	return sb.String()
+}
+
+func TestParseGuest(t *testing.T) {
+	const header = "kernel=6.1.0-57-amd64\nmode=plain\ncgroup=v2\ncpus=2\n"
+	full := map[string][]float64{
+		"native/sysinfo": {3000, 2800}, "agent/sysinfo": {600000, 500000}, "ref-plain/sysinfo": {400000, 450000},
+		"native/affinity": {2000, 2100}, "agent/affinity": {300000, 330000}, "ref-plain/affinity": {250000, 300000},
+	}
+	g, err := parseGuest("noise without an equals sign\n" + guestOutput(header, 2, full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.label() != "6.1 VM (plain)" || g.cgroup != "v2" || g.cpus != 2 {
+		t.Errorf("label %q, cgroup %q, cpus %d", g.label(), g.cgroup, g.cpus)
+	}
+	if _, ok := g.average(g.agentCPU, "agent/sysinfo"); ok {
+		t.Errorf("an agent CPU time parsed where the guest printed none")
+	}
+	if b := g.best("agent/sysinfo"); b != 500000 {
+		t.Errorf("best agent/sysinfo = %v, want the smaller median 500000", b)
+	}
+	// Per-round ratios 1.5 and 500000/450000.
+	if lo, hi := g.spread("agent/sysinfo", "ref-plain/sysinfo"); lo != 500000.0/450000 || hi != 1.5 {
+		t.Errorf("spread = %v–%v", lo, hi)
+	}
+
+	extra := "tight round=1 sup=agent call=sysinfo median_ns=7 mean_ns=9 agent_cpu_ns=3000\n" +
+		"tight round=2 sup=agent call=sysinfo median_ns=8 mean_ns=11 agent_cpu_ns=5000\n"
+	all := map[string][]float64{}
+	for k, v := range full {
+		if k != "agent/sysinfo" {
+			all[k] = v
+		}
+	}
+	g, err = parseGuest(guestOutput(header, 2, all) + extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu, _ := g.average(g.agentCPU, "agent/sysinfo"); cpu != 4000 {
+		t.Errorf("agent CPU = %v, want the mean of 3000 and 5000", cpu)
+	}
+	if mean, _ := g.average(g.means, "agent/sysinfo"); mean != 10 {
+		t.Errorf("mean = %v, want 10", mean)
+	}
+
+	short := map[string][]float64{}
+	for k, v := range full {
+		short[k] = v
+	}
+	short["agent/affinity"] = full["agent/affinity"][:1]
+	for name, out := range map[string]string{
+		"no header":       guestOutput("", 2, full),
+		"sync ref absent": guestOutput(strings.Replace(header, "plain", "sync", 1), 2, full),
+		"a round missing": guestOutput(header, 2, short),
+		"bad median":      header + "tight round=1 sup=agent call=sysinfo median_ns=x\n",
+		"round skipped":   header + "tight round=2 sup=agent call=sysinfo median_ns=5\n",
+		"nothing ran":     header,
+	} {
+		if _, err := parseGuest(out); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
