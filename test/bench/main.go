@@ -21,7 +21,8 @@
 // -rounds interleaved runs, so that a burst of load from other work on the
 // machine does not pick the winner. Nothing here asserts: a miss is printed.
 //
-//	sudo go run ./test/bench [-rounds 3] [-only tight,threads,sparse,flood,lxcfs,scale,restart,vm] [-vm-calls 5000]
+//	sudo go run ./test/bench [-rounds 3] [-only tight,threads,sparse,flood,lxcfs,scale,restart,vm] [-skip vm]
+//	                         [-vm-rounds 5] [-vm-calls 3000]
 package main
 
 import (
@@ -62,15 +63,17 @@ var hostSteps = []string{"tight", "threads", "sparse", "flood", "lxcfs", "scale"
 func main() {
 	rounds := flag.Int("rounds", 3, "interleaved runs per tight-loop figure (the best median counts)")
 	only := flag.String("only", "", "comma-separated subset: "+strings.Join(hostSteps, ",")+",vm")
+	skip := flag.String("skip", "", "comma-separated scenarios left out (e.g. vm)")
 	listeners := flag.Int("listeners", 1000, "listeners attached in the scale test")
+	vmRounds := flag.Int("vm-rounds", defaultVMRounds, "interleaved runs per tight-loop figure in the VM")
 	vmCalls := flag.Int("vm-calls", defaultVMCalls, "calls per tight-loop run in the VM")
 	guest := flag.Bool("guest", false, "measure inside the VM (the vm step starts the VM with this)")
 	flag.Parse()
 	var err error
 	if *guest {
-		err = runGuest(*rounds, *vmCalls)
+		err = runGuest(*vmRounds, *vmCalls)
 	} else {
-		err = run(*rounds, *only, *listeners, *vmCalls)
+		err = run(*rounds, *only, *skip, *listeners, *vmRounds, *vmCalls)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -126,23 +129,34 @@ func checkPrereqs() error {
 	return nil
 }
 
-// selection parses -only ("" = everything).
-func selection(only string) (func(string) bool, error) {
-	if only == "" {
-		return func(string) bool { return true }, nil
-	}
-	set := map[string]bool{}
-	for _, s := range strings.Split(only, ",") {
-		if !slices.Contains(hostSteps, s) && s != "vm" {
-			return nil, fmt.Errorf("-only: unknown scenario %q (known: %s,vm)", s, strings.Join(hostSteps, ","))
+// selection parses -only ("" = every scenario) and -skip.
+func selection(only, skip string) (func(string) bool, error) {
+	parse := func(flag, list string) (map[string]bool, error) {
+		set := map[string]bool{}
+		for _, s := range strings.Split(list, ",") {
+			if s == "" {
+				continue
+			}
+			if !slices.Contains(hostSteps, s) && s != "vm" {
+				return nil, fmt.Errorf("-%s: unknown scenario %q (known: %s,vm)", flag, s, strings.Join(hostSteps, ","))
+			}
+			set[s] = true
 		}
-		set[s] = true
+		return set, nil
 	}
-	return func(s string) bool { return set[s] }, nil
+	in, err := parse("only", only)
+	if err != nil {
+		return nil, err
+	}
+	out, err := parse("skip", skip)
+	if err != nil {
+		return nil, err
+	}
+	return func(s string) bool { return (only == "" || in[s]) && !out[s] }, nil
 }
 
-func run(rounds int, only string, nListeners, vmCalls int) error {
-	want, err := selection(only)
+func run(rounds int, only, skip string, nListeners, vmRounds, vmCalls int) error {
+	want, err := selection(only, skip)
 	if err != nil {
 		return err
 	}
@@ -215,7 +229,7 @@ func run(rounds int, only string, nListeners, vmCalls int) error {
 	if b.plain != nil {
 		step("scale", func() error { return b.scale(b.plain, " (plain)", nListeners) })
 	}
-	step("vm", func() error { return b.vm(root, rounds, vmCalls) })
+	step("vm", func() error { return b.vm(root, vmRounds, vmCalls) })
 
 	b.print(load0, loadavg(), time.Since(start))
 	if b.agent != nil {

@@ -83,3 +83,31 @@ func TestParseGuest(t *testing.T) {
 		}
 	}
 }
+
+func TestSelection(t *testing.T) {
+	for _, c := range []struct {
+		only, skip string
+		want       map[string]bool
+	}{
+		{"", "", map[string]bool{"tight": true, "vm": true}},
+		{"", "vm", map[string]bool{"tight": true, "vm": false}},
+		{"vm", "", map[string]bool{"tight": false, "vm": true}},
+		{"tight,vm", "vm", map[string]bool{"tight": true, "vm": false}},
+	} {
+		want, err := selection(c.only, c.skip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s, w := range c.want {
+			if want(s) != w {
+				t.Errorf("-only %q -skip %q: %s = %v", c.only, c.skip, s, !w)
+			}
+		}
+	}
+	if _, err := selection("tight,vms", ""); err == nil {
+		t.Error("-only vms: no error")
+	}
+	if _, err := selection("", "bogus"); err == nil {
+		t.Error("-skip bogus: no error")
+	}
+}
