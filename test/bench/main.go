@@ -94,6 +94,11 @@ type bench struct {
 	sockets   map[string]string
 	rows      []row
 	notes     []string // lines printed under the table's header
+	// stuck, if set, is called once a container has run for stuckAfter
+	// (the VM's guest reports what hangs before the run's timeout kills
+	// it).
+	stuck      func()
+	stuckAfter time.Duration
 }
 
 // row is one line of the table.
@@ -403,6 +408,10 @@ func (b *bench) callQuota(quota int64, listener string, args ...string) (harness
 	defer os.RemoveAll(bd.Dir)
 	ctx, cancel := context.WithTimeout(b.ctx, 3*time.Minute)
 	defer cancel()
+	if b.stuck != nil {
+		t := time.AfterFunc(b.stuckAfter, b.stuck)
+		defer t.Stop()
+	}
 	out, stderr, err := harness.Runc.Run(ctx, bd, id)
 	if err != nil {
 		return nil, fmt.Errorf("callbench %v: %w: %s", args, err, strings.TrimSpace(stderr))

@@ -49,6 +49,10 @@ const (
 	// guest (test/vm boots it once more).
 	vmSilence = 2 * time.Minute
 
+	// guestStuckAfter: a container run this long in the VM is reported
+	// as stuck (reportStuck); its timeout is 3 minutes.
+	guestStuckAfter = 90 * time.Second
+
 	// Paths in the VM of what the vm step adds to test/vm's image.
 	guestBench  = "opt/seccompagent/bin/bench"
 	guestRefsup = "opt/seccompagent/bin/refsup"
@@ -113,7 +117,8 @@ func (b *bench) vm(root string, rounds, calls int) error {
 		return err
 	}
 	if res.ExitCode != 0 {
-		return fmt.Errorf("the bench in the VM exited with status %d (its console: %s)", res.ExitCode, filepath.Join(dir, "console.log"))
+		return fmt.Errorf("the bench in the VM exited with status %d (console: %s, the agent's log: %s)",
+			res.ExitCode, filepath.Join(dir, "console.log"), filepath.Join(dir, "run", "agent.log"))
 	}
 	g, err := parseGuest(res.Output)
 	if err != nil {
@@ -298,8 +303,19 @@ func runGuest(rounds, calls int) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = b.agent.Stop() }()
+	defer func() {
+		_ = b.agent.Stop()
+		// The agent's log goes to the host with the results.
+		if dir := os.Getenv("VM_RESULTS"); dir != "" {
+			_ = os.WriteFile(filepath.Join(dir, "agent.log"), []byte(b.agent.Logs()), 0o644)
+		}
+	}()
 	b.sockets["agent"] = b.agent.Socket
+	// A run takes seconds to a minute under TCG; one that has not ended
+	// after stuckAfter is stuck (so far only ever with the agent): say
+	// where, before its timeout kills the container.
+	b.stuckAfter = guestStuckAfter
+	b.stuck = func() { reportStuck(b.agent) }
 
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
@@ -329,4 +345,41 @@ func runGuest(rounds, calls int) error {
 		err = errors.Join(err, fmt.Errorf("the agent exited during the bench: %v\n%s", werr, b.agent.Logs()))
 	}
 	return err
+}
+
+// reportStuck prints, on the guest's stderr (the console), the state, wait
+// channel, syscall (/proc/<tid>/syscall: number and arguments) and kernel
+// stack of every callbench thread, then sends the agent SIGQUIT: the Go
+// runtime writes every goroutine's stack to its log (which the host gets)
+// and exits, so that the run ends.
+func reportStuck(a *harness.Agent) {
+	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "vm-bench: stuck: "+format+"\n", args...) }
+	say("a container has run for %v", guestStuckAfter)
+	tasks, _ := filepath.Glob("/proc/[0-9]*/task/[0-9]*")
+	for _, t := range tasks {
+		if comm, _ := os.ReadFile(filepath.Join(t, "comm")); strings.TrimSpace(string(comm)) != "callbench" {
+			continue
+		}
+		read := func(name string) string {
+			data, err := os.ReadFile(filepath.Join(t, name))
+			if err != nil {
+				return err.Error()
+			}
+			return strings.TrimSpace(string(data))
+		}
+		state := ""
+		for _, line := range strings.Split(read("status"), "\n") {
+			if strings.HasPrefix(line, "State:") {
+				state = strings.TrimSpace(strings.TrimPrefix(line, "State:"))
+			}
+		}
+		say("%s: state %s, wchan %s, syscall %s", t, state, read("wchan"), read("syscall"))
+		for _, line := range strings.Split(read("stack"), "\n") {
+			say("%s:   %s", t, line)
+		}
+	}
+	if exited, _ := a.Exited(); !exited {
+		say("SIGQUIT to the agent (pid %d): its goroutines go to its log", a.Pid())
+		_ = syscall.Kill(a.Pid(), syscall.SIGQUIT)
+	}
 }

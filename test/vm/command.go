@@ -28,7 +28,8 @@ type CommandOptions struct {
 	Dir string
 	// Command is a sh command line run in the guest as root, in /tmp,
 	// with CI unset. Its stdout is CommandResult.Output; its stderr goes
-	// to the console (and so to Progress).
+	// to the console (and so to Progress); files it writes into the
+	// directory $VM_RESULTS names end up in Dir/run.
 	Command   string
 	CPUs      int
 	MemoryMiB int

@@ -101,11 +101,12 @@ heartbeat=$!
 
 # A single command instead of the tests (VM_COMMAND, from RunCommand: `make
 # bench` runs its VM part so): its stdout is command.out, its stderr goes
-# to the console, its exit status is exit-code.
+# to the console, its exit status is exit-code; files it leaves in
+# $VM_RESULTS are copied to the share with them.
 if [ -n "${VM_COMMAND:-}" ]; then
 	cd /tmp || fatal "cd /tmp"
 	say "command: $VM_COMMAND"
-	env -i PATH="$PATH" HOME=/root TMPDIR=/tmp sh -c "$VM_COMMAND" >"$out/command.out"
+	env -i PATH="$PATH" HOME=/root TMPDIR=/tmp VM_RESULTS="$out" sh -c "$VM_COMMAND" >"$out/command.out"
 	rc=$?
 	kill $heartbeat
 	say "command: exit status $rc"
