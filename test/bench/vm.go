@@ -16,6 +16,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -102,6 +103,7 @@ func (b *bench) vm(root string, rounds, calls int) error {
 	}
 	built := time.Since(start)
 	fmt.Fprintf(os.Stderr, "  booting it in qemu (TCG, %d vCPUs): %d rounds of %d calls per figure ...\n", vmCPUs, rounds, calls)
+	busy0, qemu0 := hostBusy(), childrenCPU()
 	res, err := vm.RunCommand(b.ctx, vm.CommandOptions{
 		Qemu:      "qemu-system-x86_64",
 		Image:     img,
@@ -116,6 +118,9 @@ func (b *bench) vm(root string, rounds, calls int) error {
 	if err != nil {
 		return err
 	}
+	// The VM's noise: the host's CPUs busy with anything but this qemu
+	// (the only child process meanwhile) take its vCPUs' threads away.
+	others := ((hostBusy() - busy0) - (childrenCPU() - qemu0)).Seconds() / res.Took.Seconds()
 	if res.ExitCode != 0 {
 		return fmt.Errorf("the bench in the VM exited with status %d (console: %s, the agent's log: %s)",
 			res.ExitCode, filepath.Join(dir, "console.log"), filepath.Join(dir, "run", "agent.log"))
@@ -124,17 +129,18 @@ func (b *bench) vm(root string, rounds, calls int) error {
 	if err != nil {
 		return fmt.Errorf("the bench's output in the VM (%s): %w", filepath.Join(dir, "run", "command.out"), err)
 	}
-	b.vmRows(g, rounds, calls, built, res.Took)
+	b.vmRows(g, rounds, calls, built, res.Took, others)
 	return nil
 }
 
 // vmRows adds the VM's figures, labelled "<kernel> VM (<mode>)".
-func (b *bench) vmRows(g *guestRun, rounds, calls int, built, took time.Duration) {
+func (b *bench) vmRows(g *guestRun, rounds, calls int, built, took time.Duration, others float64) {
 	label := g.label()
 	ref := "ref-" + g.mode
 	b.notes = append(b.notes, fmt.Sprintf("%s: Linux %s in qemu (TCG, no KVM: every figure is many times the host's, only ratios count), "+
-		"%d vCPUs, cgroup %s, the same runc containers; best median of %d rounds of %d calls; VM run %s (boot to poweroff) after a %s image build",
-		label, g.kernel, g.cpus, g.cgroup, rounds, calls, took.Round(time.Second), built.Round(time.Second)))
+		"%d vCPUs, cgroup %s, the same runc containers; best median of %d rounds of %d calls; VM run %s (boot to poweroff) after a %s image build; "+
+		"other work on the host meanwhile: %.1f of its %d CPUs (it slows the vCPUs unevenly: the ratios move with it)",
+		label, g.kernel, g.cpus, g.cgroup, rounds, calls, took.Round(time.Second), built.Round(time.Second), others, runtime.NumCPU()))
 	for _, sc := range []string{"sysinfo", "affinity"} {
 		name := map[string]string{"sysinfo": "sysinfo", "affinity": "sched_getaffinity"}[sc]
 		native, r, agent := g.best("native/"+sc), g.best(ref+"/"+sc), g.best("agent/"+sc)
@@ -382,4 +388,65 @@ func reportStuck(a *harness.Agent) {
 		say("SIGQUIT to the agent (pid %d): its goroutines go to its log", a.Pid())
 		_ = syscall.Kill(a.Pid(), syscall.SIGQUIT)
 	}
+}
+
+// hostBusy is the time the host's CPUs have spent busy (/proc/stat: all
+// but idle and iowait), 0 if unreadable.
+func hostBusy() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	auxv, err := os.ReadFile("/proc/self/auxv")
+	if err != nil {
+		return 0
+	}
+	busy, _ := parseProcStatBusy(string(data), clockTick(auxv))
+	return busy
+}
+
+// clockTick is the USER_HZ /proc/stat counts in: AT_CLKTCK of an auxv
+// (pairs of native words), 0 if absent.
+func clockTick(auxv []byte) int64 {
+	const atClkTck = 17
+	for i := 0; i+16 <= len(auxv); i += 16 {
+		if binary.NativeEndian.Uint64(auxv[i:]) == atClkTck {
+			return int64(binary.NativeEndian.Uint64(auxv[i+8:]))
+		}
+	}
+	return 0
+}
+
+// parseProcStatBusy reads the "cpu" line of /proc/stat (ticks of hz:
+// user nice system idle iowait irq softirq steal, guest time already
+// counted in user) and returns the busy time.
+func parseProcStatBusy(stat string, hz int64) (time.Duration, error) {
+	if hz <= 0 {
+		return 0, errors.New("no clock tick rate (AT_CLKTCK)")
+	}
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: no cpu line: %q", line)
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q: %w", line, err)
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / time.Duration(hz), nil
+}
+
+// childrenCPU is the CPU time of this process's waited-for children.
+func childrenCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_CHILDREN, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // guestOutput is what runGuest prints for medians[sup/call] = per-round values.
@@ -109,5 +111,34 @@ func TestSelection(t *testing.T) {
 	}
 	if _, err := selection("", "bogus"); err == nil {
 		t.Error("-skip bogus: no error")
+	}
+}
+
+func TestParseProcStatBusy(t *testing.T) {
+	stat := "cpu  100 5 50 1000 20 3 2 0 40 0\ncpu0 50 2 25 500 10 1 1 0 20 0\n"
+	got, err := parseProcStatBusy(stat, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// user+nice+system+irq+softirq+steal = 160 ticks of 10 ms; guest
+	// time (40) is part of user already, idle and iowait are not busy.
+	if want := 1600 * time.Millisecond; got != want {
+		t.Errorf("busy = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "intr 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n"} {
+		if _, err := parseProcStatBusy(bad, 100); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if _, err := parseProcStatBusy(stat, 0); err == nil {
+		t.Error("no tick rate: no error")
+	}
+	// This process's own auxv names the tick rate.
+	auxv, err := os.ReadFile("/proc/self/auxv")
+	if err != nil {
+		t.Skipf("no /proc/self/auxv: %v", err)
+	}
+	if hz := clockTick(auxv); hz <= 0 {
+		t.Errorf("AT_CLKTCK = %d", hz)
 	}
 }
