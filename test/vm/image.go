@@ -118,10 +118,8 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 		{"rootfs", func() error { return harness.BuildRootfs(rootfs) }},
 		{"modules", func() (err error) { modTree, err = b.stageModules(ctx); return err }},
 		{"initramfs", func() (err error) {
-			built := map[string]string{vmAgent: agent, vmWrapper: wrapper,
-				vmTest: testBin, vmNotifyTest: notifyBin, vmI386: i386Bin}
-			maps.Copy(built, b.Extra)
-			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, built, rootfs, modTree)
+			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, map[string]string{vmAgent: agent, vmWrapper: wrapper,
+				vmTest: testBin, vmNotifyTest: notifyBin, vmI386: i386Bin}, rootfs, modTree)
 			return err
 		}},
 	}
@@ -412,6 +410,7 @@ func (b *Builder) writeInitramfs(ctx context.Context, built map[string]string, r
 	// binaries, with their libraries. lxcfs dlopens liblxcfs.so, which ldd
 	// does not list: it goes in at its own path.
 	bins := maps.Clone(built)
+	maps.Copy(bins, b.Extra)
 	for name, dir := range map[string]string{"runc": "usr/sbin", "crun": "usr/bin", "jq": "usr/bin", "lxcfs": "usr/bin"} {
 		p, err := hostBinary(name)
 		if err != nil {

@@ -7,8 +7,8 @@
 # into it. Stage 2 mounts the kernel filesystems and a pure cgroup v2
 # hierarchy, loads the 9p modules, mounts the host's results directory,
 # runs the e2e test binary with the settings the host wrote to
-# /results/vm.env and /results/groups (or the one command VM_COMMAND names
-# instead), leaves the output and exit statuses there and powers off.
+# /results/vm.env and /results/groups, leaves the output and exit statuses
+# there and powers off.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
