@@ -108,7 +108,7 @@ func (b *bench) vm(root string, rounds, calls int) error {
 		Qemu:      "qemu-system-x86_64",
 		Image:     img,
 		Dir:       dir,
-		Command:   fmt.Sprintf("/%s -guest -rounds %d -vm-calls %d", guestBench, rounds, calls),
+		Command:   fmt.Sprintf("/%s -guest -vm-rounds %d -vm-calls %d", guestBench, rounds, calls),
 		CPUs:      vmCPUs,
 		MemoryMiB: vmMemoryMiB,
 		Timeout:   vmTimeout,
@@ -126,6 +126,9 @@ func (b *bench) vm(root string, rounds, calls int) error {
 			res.ExitCode, filepath.Join(dir, "console.log"), filepath.Join(dir, "run", "agent.log"))
 	}
 	g, err := parseGuest(res.Output)
+	if err == nil && len(g.medians["agent/sysinfo"]) != rounds {
+		err = fmt.Errorf("%d rounds, not the %d asked for", len(g.medians["agent/sysinfo"]), rounds)
+	}
 	if err != nil {
 		return fmt.Errorf("the bench's output in the VM (%s): %w", filepath.Join(dir, "run", "command.out"), err)
 	}
