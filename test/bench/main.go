@@ -22,7 +22,7 @@
 // machine does not pick the winner. Nothing here asserts: a miss is printed.
 //
 //	sudo go run ./test/bench [-rounds 3] [-only tight,threads,sparse,flood,lxcfs,scale,restart,vm] [-skip vm]
-//	                         [-vm-rounds 5] [-vm-calls 3000]
+//	                         [-vm-rounds 10] [-vm-calls 3000]
 package main
 
 import (

@@ -40,7 +40,8 @@ const (
 	// threads for a while: more, shorter rounds give each figure a
 	// better chance of a quiet one than longer runs would (a trapped call
 	// takes a few hundred µs under TCG; 3000 of them fix a median well).
-	defaultVMRounds = 5
+	// 10 rounds: about 75 s of VM on a quiet host.
+	defaultVMRounds = 10
 	defaultVMCalls  = 3000
 	vmCPUs          = 2
 	vmMemoryMiB     = 2048
@@ -120,7 +121,7 @@ func (b *bench) vm(root string, rounds, calls int) error {
 	}
 	// The VM's noise: the host's CPUs busy with anything but this qemu
 	// (the only child process meanwhile) take its vCPUs' threads away.
-	others := ((hostBusy() - busy0) - (childrenCPU() - qemu0)).Seconds() / res.Took.Seconds()
+	others := max(0, ((hostBusy()-busy0)-(childrenCPU()-qemu0)).Seconds()/res.Took.Seconds())
 	if res.ExitCode != 0 {
 		return fmt.Errorf("the bench in the VM exited with status %d (console: %s, the agent's log: %s)",
 			res.ExitCode, filepath.Join(dir, "console.log"), filepath.Join(dir, "run", "agent.log"))
