@@ -85,6 +85,11 @@ func (b *bench) vm(root string, rounds, calls int) error {
 		return fmt.Errorf("the VM's kernel (Debian's linux-image-amd64, fetched with apt-get download into build/vm/kernel): %w", err)
 	}
 	dir := filepath.Join(root, "build", "vm-bench")
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	benchBin := filepath.Join(dir, "bin", "bench")
 	fmt.Fprintf(os.Stderr, "  building the VM image (Linux %s) in %s ...\n", kernel.Version, dir)
 	cmd := exec.CommandContext(b.ctx, harness.GoTool(), "build", "-o", benchBin, "./test/bench")
@@ -453,4 +458,25 @@ func childrenCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// lockDir takes dir/.lock (flock, released when this process ends at the
+// latest): two benches in one checkout would boot their VMs on the same
+// image and results share.
+func lockDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another bench is running its VM in %s: wait for it to end", dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
 }

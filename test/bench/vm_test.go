@@ -142,3 +142,22 @@ func TestParseProcStatBusy(t *testing.T) {
 		t.Errorf("AT_CLKTCK = %d", hz)
 	}
 }
+
+// TestLockDir: a second lock on the same directory fails while the first
+// is held, and succeeds once it is released.
+func TestLockDir(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockDir(dir); err == nil || !strings.Contains(err.Error(), "another bench") {
+		t.Errorf("second lock: %v, want \"another bench\"", err)
+	}
+	unlock()
+	again, err := lockDir(dir)
+	if err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	again()
+}
