@@ -85,6 +85,8 @@ demo: deps-demo
 
 # Speed and fairness against a minimal C supervisor measured in the same run
 # (test/bench): prints one table, asserts nothing. Not part of `make test`.
+# Its tight loop also runs in the 6.1 cgroup v2 VM (qemu, a few minutes;
+# BENCH_FLAGS=-skip=vm leaves it out, BENCH_FLAGS=-only=vm runs only that).
 bench: deps
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 

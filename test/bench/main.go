@@ -11,14 +11,18 @@
 //     (and 200 more attaching) while an attached container keeps calling, a
 //     flooding neighbour;
 //   - LXCFS's /proc/meminfo for the same container, when lxcfs is installed
-//     (a private instance on a private mount point).
+//     (a private instance on a private mount point);
+//   - the tight loop again on Linux 6.1 and cgroup v2, in test/vm's qemu VM
+//     (vm.go): native, the reference and the agent in their plain mode,
+//     with ratios against the reference measured in the same VM run.
 //
 // Every agent figure is printed next to its reference from the same run and
 // the target from issue 10. Tight-loop figures are the best median of
 // -rounds interleaved runs, so that a burst of load from other work on the
 // machine does not pick the winner. Nothing here asserts: a miss is printed.
 //
-//	sudo go run ./test/bench [-rounds 3] [-only tight,threads,sparse,scale,flood,lxcfs]
+//	sudo go run ./test/bench [-rounds 3] [-only tight,threads,sparse,flood,lxcfs,scale,restart,vm] [-skip vm]
+//	                         [-vm-rounds 10] [-vm-calls 3000]
 package main
 
 import (
@@ -33,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,28 +56,49 @@ const (
 	tightCalls = 20000
 )
 
+// hostSteps are the scenarios run on this machine; "vm" runs the tight
+// loop again in the cgroup v2 VM (vm.go).
+var hostSteps = []string{"tight", "threads", "sparse", "flood", "lxcfs", "scale", "restart"}
+
 func main() {
 	rounds := flag.Int("rounds", 3, "interleaved runs per tight-loop figure (the best median counts)")
-	only := flag.String("only", "", "comma-separated subset: tight,threads,sparse,scale,flood,lxcfs,restart")
+	only := flag.String("only", "", "comma-separated subset: "+strings.Join(hostSteps, ",")+",vm")
+	skip := flag.String("skip", "", "comma-separated scenarios left out (e.g. vm)")
 	listeners := flag.Int("listeners", 1000, "listeners attached in the scale test")
+	vmRounds := flag.Int("vm-rounds", defaultVMRounds, "interleaved runs per tight-loop figure in the VM")
+	vmCalls := flag.Int("vm-calls", defaultVMCalls, "calls per tight-loop run in the VM")
+	guest := flag.Bool("guest", false, "measure inside the VM (the vm step starts the VM with this)")
 	flag.Parse()
-	if err := run(*rounds, *only, *listeners); err != nil {
+	var err error
+	if *guest {
+		err = runGuest(*vmRounds, *vmCalls)
+	} else {
+		err = run(*rounds, *only, *skip, *listeners, *vmRounds, *vmCalls)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
 type bench struct {
-	ctx      context.Context
-	tmp      string
-	rootfs   string
-	refsup   string
-	lnBin    string
-	agent    *harness.Agent
-	plain    *harness.Agent // --sync-wake-up=false, where the kernel has it
-	syncWake bool           // the kernel has SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
-	sockets  map[string]string
-	rows     []row
+	ctx       context.Context
+	tmp       string
+	rootfs    string
+	refsup    string
+	lnBin     string
+	callbench string
+	agent     *harness.Agent
+	plain     *harness.Agent // --sync-wake-up=false, where the kernel has it
+	syncWake  bool           // the kernel has SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+	sockets   map[string]string
+	rows      []row
+	notes     []string // lines printed under the table's header
+	// stuck, if set, is called once a container has run for stuckAfter
+	// (the VM's guest reports what hangs before the run's timeout kills
+	// it).
+	stuck      func()
+	stuckAfter time.Duration
 }
 
 // row is one line of the table.
@@ -108,11 +134,40 @@ func checkPrereqs() error {
 	return nil
 }
 
-func run(rounds int, only string, nListeners int) error {
+// selection parses -only ("" = every scenario) and -skip.
+func selection(only, skip string) (func(string) bool, error) {
+	parse := func(flag, list string) (map[string]bool, error) {
+		set := map[string]bool{}
+		for _, s := range strings.Split(list, ",") {
+			if s == "" {
+				continue
+			}
+			if !slices.Contains(hostSteps, s) && s != "vm" {
+				return nil, fmt.Errorf("-%s: unknown scenario %q (known: %s,vm)", flag, s, strings.Join(hostSteps, ","))
+			}
+			set[s] = true
+		}
+		return set, nil
+	}
+	in, err := parse("only", only)
+	if err != nil {
+		return nil, err
+	}
+	out, err := parse("skip", skip)
+	if err != nil {
+		return nil, err
+	}
+	return func(s string) bool { return (only == "" || in[s]) && !out[s] }, nil
+}
+
+func run(rounds int, only, skip string, nListeners, vmRounds, vmCalls int) error {
+	want, err := selection(only, skip)
+	if err != nil {
+		return err
+	}
 	if err := checkPrereqs(); err != nil {
 		return err
 	}
-	want := func(s string) bool { return only == "" || strings.Contains(","+only+",", ","+s+",") }
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root, err := harness.ModuleRoot()
@@ -120,25 +175,21 @@ func run(rounds int, only string, nListeners int) error {
 		return err
 	}
 	buildDir := filepath.Join(root, "build", "bench")
-	fmt.Fprintf(os.Stderr, "building the rootfs, the agent and the C programs in %s ...\n", buildDir)
-	b := &bench{ctx: ctx, rootfs: filepath.Join(buildDir, "rootfs"), sockets: map[string]string{}}
-	if err := harness.BuildRootfs(b.rootfs); err != nil {
+	if err := os.MkdirAll(buildDir, 0o755); err != nil {
 		return err
 	}
+	fmt.Fprintf(os.Stderr, "building the C programs in %s ...\n", buildDir)
+	b := &bench{ctx: ctx, rootfs: filepath.Join(buildDir, "rootfs"), sockets: map[string]string{}}
 	src := filepath.Join(root, "test", "bench", "c")
-	b.refsup, b.lnBin = filepath.Join(buildDir, "refsup"), filepath.Join(buildDir, "listeners")
+	b.refsup, b.lnBin, b.callbench = filepath.Join(buildDir, "refsup"), filepath.Join(buildDir, "listeners"), filepath.Join(buildDir, "callbench")
 	for _, c := range [][]string{
-		{"musl-gcc", "-static", "-O2", "-Wall", "-o", filepath.Join(b.rootfs, "callbench"), filepath.Join(src, "callbench.c"), "-lpthread"},
+		{"musl-gcc", "-static", "-O2", "-Wall", "-o", b.callbench, filepath.Join(src, "callbench.c"), "-lpthread"},
 		{"gcc", "-O2", "-Wall", "-o", b.refsup, filepath.Join(src, "refsup.c"), "-lpthread"},
 		{"gcc", "-O2", "-Wall", "-o", b.lnBin, filepath.Join(src, "listeners.c")},
 	} {
 		if out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
 			return fmt.Errorf("%s: %w\n%s", strings.Join(c, " "), err, out)
 		}
-	}
-	bin, err := harness.BuildAgent(buildDir)
-	if err != nil {
-		return err
 	}
 	b.tmp, err = os.MkdirTemp("", "seccompagent-bench-")
 	if err != nil {
@@ -148,44 +199,16 @@ func run(rounds int, only string, nListeners int) error {
 	defer harness.RemoveCgroupParent()
 
 	b.syncWake = exec.Command(b.refsup, "--probe").Run() == nil
-	modes := []string{"plain"}
-	if b.syncWake {
-		modes = []string{"sync", "plain"}
-	}
-	for _, m := range modes {
-		sock := filepath.Join(b.tmp, "ref-"+m+".sock")
-		cmd, err := startRef(ctx, b.refsup, sock, m)
+	var bin string
+	var modes []string
+	if slices.ContainsFunc(hostSteps, want) {
+		var stopHost func()
+		bin, modes, stopHost, err = b.startHost(buildDir)
+		defer stopHost()
 		if err != nil {
 			return err
 		}
-		defer stopProcess(cmd)
-		b.sockets["ref-"+m] = sock
 	}
-	b.agent, err = harness.StartAgentWith(ctx, bin, filepath.Join(b.tmp, "agent.sock"), harness.AgentOptions{Args: []string{"--log-level", "info"}})
-	if err != nil {
-		return err
-	}
-	logCopy := filepath.Join(buildDir, "agent.log")
-	defer func() {
-		_ = b.agent.Stop()
-		_ = os.WriteFile(logCopy, []byte(b.agent.Logs()), 0o644)
-	}()
-	b.sockets["agent"] = b.agent.Socket
-	if b.syncWake {
-		// The same agent on the older kernels' path (poll, then RECV),
-		// for the plain-mode rows.
-		b.plain, err = harness.StartAgentWith(ctx, bin, filepath.Join(b.tmp, "plain", "agent.sock"),
-			harness.AgentOptions{Args: []string{"--log-level", "info", "--sync-wake-up=false"}})
-		if err != nil {
-			return err
-		}
-		defer func() {
-			_ = b.plain.Stop()
-			_ = os.WriteFile(filepath.Join(buildDir, "agent-plain.log"), []byte(b.plain.Logs()), 0o644)
-		}()
-		b.sockets["agent-plain"] = b.plain.Socket
-	}
-	b.sockets["native"] = ""
 
 	load0 := loadavg()
 	start := time.Now()
@@ -211,12 +234,81 @@ func run(rounds int, only string, nListeners int) error {
 	if b.plain != nil {
 		step("scale", func() error { return b.scale(b.plain, " (plain)", nListeners) })
 	}
+	step("vm", func() error { return b.vm(root, vmRounds, vmCalls) })
 
 	b.print(load0, loadavg(), time.Since(start))
-	if exited, werr := b.agent.Exited(); exited {
-		errs = append(errs, fmt.Errorf("the agent exited during the bench: %v", werr))
+	if b.agent != nil {
+		if exited, werr := b.agent.Exited(); exited {
+			errs = append(errs, fmt.Errorf("the agent exited during the bench: %v", werr))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// startHost builds the rootfs (with callbench) and the agent, and starts
+// the C reference in every wake-up mode the kernel has and the agent (a
+// second one on the poll path where the kernel has synchronous wake-up).
+// It returns the agent binary and the reference's modes; stop undoes what
+// was started, also after an error.
+func (b *bench) startHost(buildDir string) (bin string, modes []string, stop func(), err error) {
+	var undo []func()
+	stop = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	fmt.Fprintf(os.Stderr, "building the rootfs and the agent in %s ...\n", buildDir)
+	if err := harness.BuildRootfs(b.rootfs); err != nil {
+		return "", nil, stop, err
+	}
+	data, err := os.ReadFile(b.callbench)
+	if err != nil {
+		return "", nil, stop, err
+	}
+	if err := os.WriteFile(filepath.Join(b.rootfs, "callbench"), data, 0o755); err != nil {
+		return "", nil, stop, err
+	}
+	if bin, err = harness.BuildAgent(buildDir); err != nil {
+		return "", nil, stop, err
+	}
+	modes = []string{"plain"}
+	if b.syncWake {
+		modes = []string{"sync", "plain"}
+	}
+	for _, m := range modes {
+		sock := filepath.Join(b.tmp, "ref-"+m+".sock")
+		cmd, err := startRef(b.ctx, b.refsup, sock, m)
+		if err != nil {
+			return "", nil, stop, err
+		}
+		undo = append(undo, func() { stopProcess(cmd) })
+		b.sockets["ref-"+m] = sock
+	}
+	b.agent, err = harness.StartAgentWith(b.ctx, bin, filepath.Join(b.tmp, "agent.sock"), harness.AgentOptions{Args: []string{"--log-level", "info"}})
+	if err != nil {
+		return "", nil, stop, err
+	}
+	undo = append(undo, func() {
+		_ = b.agent.Stop()
+		_ = os.WriteFile(filepath.Join(buildDir, "agent.log"), []byte(b.agent.Logs()), 0o644)
+	})
+	b.sockets["agent"] = b.agent.Socket
+	if b.syncWake {
+		// The same agent on the older kernels' path (poll, then RECV),
+		// for the plain-mode rows.
+		b.plain, err = harness.StartAgentWith(b.ctx, bin, filepath.Join(b.tmp, "plain", "agent.sock"),
+			harness.AgentOptions{Args: []string{"--log-level", "info", "--sync-wake-up=false"}})
+		if err != nil {
+			return "", nil, stop, err
+		}
+		undo = append(undo, func() {
+			_ = b.plain.Stop()
+			_ = os.WriteFile(filepath.Join(buildDir, "agent-plain.log"), []byte(b.plain.Logs()), 0o644)
+		})
+		b.sockets["agent-plain"] = b.plain.Socket
+	}
+	b.sockets["native"] = ""
+	return bin, modes, stop, nil
 }
 
 func (b *bench) print(load0, load1 string, took time.Duration) {
@@ -227,7 +319,11 @@ func (b *bench) print(load0, load1 string, took time.Duration) {
 		mode = "synchronous wake-up (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)"
 	}
 	fmt.Printf("\nseccompagent bench: Linux %s, %d CPUs, agent wake-up mode: %s\n", unix.ByteSliceToString(uts.Release[:]), runtime.NumCPU(), mode)
-	fmt.Printf("runc containers: 256 MiB, 0.5 CPU; load average before %s, after %s; %s\n\n", load0, load1, took.Round(time.Second))
+	fmt.Printf("runc containers: 256 MiB, 0.5 CPU; load average before %s, after %s; %s\n", load0, load1, took.Round(time.Second))
+	for _, n := range b.notes {
+		fmt.Println(n)
+	}
+	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "figure\tmeasured\treference (same run)\tratio\ttarget\t")
 	fmt.Fprintln(w, "------\t--------\t-------------------\t-----\t------\t")
@@ -312,6 +408,10 @@ func (b *bench) callQuota(quota int64, listener string, args ...string) (harness
 	defer os.RemoveAll(bd.Dir)
 	ctx, cancel := context.WithTimeout(b.ctx, 3*time.Minute)
 	defer cancel()
+	if b.stuck != nil {
+		t := time.AfterFunc(b.stuckAfter, b.stuck)
+		defer t.Stop()
+	}
 	out, stderr, err := harness.Runc.Run(ctx, bd, id)
 	if err != nil {
 		return nil, fmt.Errorf("callbench %v: %w: %s", args, err, strings.TrimSpace(stderr))
@@ -339,6 +439,26 @@ func us(ns float64) string { return fmt.Sprintf("%.1f µs", ns/1000) }
 
 func ratio(x float64) string { return fmt.Sprintf("%.2f×", x) }
 
+// tightRounds runs callbench's tight loop (calls back to back) for every
+// supervisor in sups and both syscalls, rounds times interleaved, handing
+// each run's callbench output (tight_median_ns, tight_mean_ns, ...) to got.
+func (b *bench) tightRounds(rounds, calls int, sups []string, got func(round int, sup, sc string, p harness.Probe) error) error {
+	for r := 0; r < rounds; r++ {
+		for _, sc := range []string{"sysinfo", "affinity"} {
+			for _, s := range sups {
+				p, err := b.call(b.sockets[s], "tight", sc, strconv.Itoa(calls))
+				if err == nil {
+					err = got(r, s, sc, p)
+				}
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", s, sc, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // tightLoop measures the median of back-to-back calls for every supervisor
 // and both syscalls, rounds times interleaved, keeping the best median.
 func (b *bench) tightLoop(rounds int, modes []string) (map[string]float64, error) {
@@ -350,19 +470,19 @@ func (b *bench) tightLoop(rounds int, modes []string) (map[string]float64, error
 	for _, m := range modes {
 		sups = append(sups, "ref-"+m)
 	}
-	for r := 0; r < rounds; r++ {
-		for _, sc := range []string{"sysinfo", "affinity"} {
-			for _, s := range sups {
-				v, err := b.callFloat(b.sockets[s], "tight_median_ns", "tight", sc, strconv.Itoa(tightCalls))
-				if err != nil {
-					return best, fmt.Errorf("%s %s: %w", s, sc, err)
-				}
-				k := s + "/" + sc
-				if old, ok := best[k]; !ok || v < old {
-					best[k] = v
-				}
-			}
+	err := b.tightRounds(rounds, tightCalls, sups, func(_ int, s, sc string, p harness.Probe) error {
+		v, err := p.Int("tight_median_ns")
+		if err != nil {
+			return err
 		}
+		k := s + "/" + sc
+		if old, ok := best[k]; !ok || float64(v) < old {
+			best[k] = float64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return best, err
 	}
 	ref := "ref-plain"
 	if b.syncWake {

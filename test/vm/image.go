@@ -79,6 +79,10 @@ type Builder struct {
 	Dir        string
 	Kernel     Kernel
 	Logf       func(format string, args ...any)
+	// Extra are more files for the image: path in the VM (no leading
+	// slash) → host file, with the shared libraries it needs. A path
+	// under GuestRootfs adds to the containers' rootfs.
+	Extra map[string]string
 }
 
 func (b *Builder) logf(format string, args ...any) {
@@ -406,6 +410,7 @@ func (b *Builder) writeInitramfs(ctx context.Context, built map[string]string, r
 	// binaries, with their libraries. lxcfs dlopens liblxcfs.so, which ldd
 	// does not list: it goes in at its own path.
 	bins := maps.Clone(built)
+	maps.Copy(bins, b.Extra)
 	for name, dir := range map[string]string{"runc": "usr/sbin", "crun": "usr/bin", "jq": "usr/bin", "lxcfs": "usr/bin"} {
 		p, err := hostBinary(name)
 		if err != nil {

@@ -99,6 +99,27 @@ mkdir -p "$out" || fatal "mkdir $out"
 ) &
 heartbeat=$!
 
+# A single command instead of the tests (VM_COMMAND, from RunCommand: `make
+# bench` runs its VM part so): its stdout is command.out, its stderr goes
+# to the console, its exit status is exit-code; files it leaves in
+# $VM_RESULTS are copied to the share with them.
+if [ -n "${VM_COMMAND:-}" ]; then
+	cd /tmp || fatal "cd /tmp"
+	say "command: $VM_COMMAND"
+	env -i PATH="$PATH" HOME=/root TMPDIR=/tmp VM_RESULTS="$out" sh -c "$VM_COMMAND" >"$out/command.out"
+	rc=$?
+	kill $heartbeat
+	say "command: exit status $rc"
+	cp "$out"/* /results/ || say "copying the results to the 9p share failed"
+	echo "tests_done_uptime=$(cut -d' ' -f1 /proc/uptime)" >>/results/vm-info
+	echo "$rc" >/results/exit-code
+	sync
+	umount /results
+	echo "@@@ seccompagent-vm exit=$rc"
+	poweroff -f
+	exit 0
+fi
+
 # The notify package's kernel tier first, on its own (it measures the
 # kernel's own answers in the same run, and must not compete with the e2e
 # groups for the emulated CPUs): always, whatever groups the host chose,

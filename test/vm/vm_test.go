@@ -282,11 +282,6 @@ func parseResults(out string) map[string]string {
 	return r
 }
 
-// shellQuote quotes s for sh (the VM's init sources vm.env).
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 func readFile(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
