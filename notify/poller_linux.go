@@ -3,24 +3,31 @@ package notify
 import (
 	"errors"
 	"fmt"
-	"runtime"
+	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// Poller waits for many idle listeners with one thread (epoll), for loops on
+// Poller waits for many idle listeners with one epoll fd, for loops on
 // the path of kernels without synchronous wake-up (Kernel.WaitReadable
 // set): there every RECV follows a poll anyway, so an idle listener need not
 // keep a thread blocked in poll(2) of its own. A loop parks its listener
 // here after hotFor without a notification; a thousand idle containers then
-// cost one thread, not a thousand.
+// cost no thread at all (the epoll fd waits in the Go runtime's poller).
 //
 // With synchronous wake-up a loop does not use it: the kernel hands the
 // trapped thread's CPU only to a receiver already asleep in RECV, so that
 // path keeps one thread per listener (see KernelFor).
 type Poller struct {
 	epfd int
+	// rc waits for the epoll fd in the Go runtime's own poller, so that
+	// the thread that finds a listener ready also runs its loop (a
+	// thread of our own blocked in epoll_wait would have to wake another
+	// one for it: one more cross-CPU wake-up on every call of an idle
+	// container).
+	rc syscall.RawConn
 
 	mu      sync.Mutex
 	waiters map[int32]chan uint32 // fd -> where its next event goes
@@ -31,22 +38,40 @@ type Poller struct {
 // call again soon (a loop, a burst) skip the Poller's hand-off.
 const hotFor = 50 // ms
 
-// NewPoller starts the Poller's thread. It lives as long as the process.
+// NewPoller starts the Poller. It lives as long as the process.
 func NewPoller() (*Poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	p := &Poller{epfd: epfd, waiters: map[int32]chan uint32{}}
+	// Non-blocking, so that os.NewFile hands it to the runtime's poller
+	// (an epoll fd is itself pollable: readable while it has events).
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll fd non-blocking: %w", err)
+	}
+	rc, err := os.NewFile(uintptr(epfd), "seccomp-listener-poller").SyscallConn()
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	p := &Poller{epfd: epfd, rc: rc, waiters: map[int32]chan uint32{}}
 	go p.run()
 	return p, nil
 }
 
 func (p *Poller) run() {
-	runtime.LockOSThread() // always blocked in epoll_wait: one thread, kept
 	events := make([]unix.EpollEvent, 128)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		var n int
+		var err error
+		rerr := p.rc.Read(func(fd uintptr) bool {
+			n, err = unix.EpollWait(int(fd), events, 0)
+			return err != nil || n > 0 // false: wait until it is readable
+		})
+		if rerr != nil {
+			panic(fmt.Sprintf("seccompagent: waiting for the listener poller: %v", rerr))
+		}
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
