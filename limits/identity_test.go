@@ -70,25 +70,33 @@ func TestRecreatedCgroupIsACacheMiss(t *testing.T) {
 	}
 }
 
-// TestRecreatedRealCgroup does the same on the host's real memory
-// hierarchy (root): a process in cgroup A limited to 64 MiB; A is removed
-// and made again with 32 MiB and the process moved back in; the reader
-// must say 32 MiB at once, although its cache would keep A's old limit
-// for an hour.
-func TestRecreatedRealCgroup(t *testing.T) {
+// realMemoryReader is a Reader of the host's real cgroups (root) with an
+// hour's limit cache, the memory hierarchy's mount point and its limit
+// file's name.
+func realMemoryReader(t *testing.T) (r *Reader, mnt, limitFile string) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	r, err := NewReader("/proc", "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.cache.ttl = time.Hour
-	var mnt, limitFile string
 	if m, ok := r.v1["memory"]; ok {
 		mnt, limitFile = m.Point, "memory.limit_in_bytes"
 	} else if r.v2 != nil && r.v2ctrls["memory"] {
 		mnt, limitFile = r.v2.Point, "memory.max"
 	}
 	testenv.Require(t, mnt != "", "no cgroup memory controller is mounted")
+	return r, mnt, limitFile
+}
+
+// TestRecreatedRealCgroup does the same on the host's real memory
+// hierarchy (root): a process in cgroup A limited to 64 MiB; A is removed
+// and made again with 32 MiB and the process moved back in; the reader
+// must say 32 MiB at once, although its cache would keep A's old limit
+// for an hour.
+func TestRecreatedRealCgroup(t *testing.T) {
+	r, mnt, limitFile := realMemoryReader(t)
 	parent := filepath.Join(mnt, fmt.Sprintf("seccompagent-limits-test-%d", os.Getpid()))
 	a, b := filepath.Join(parent, "a"), filepath.Join(parent, "b")
 	write := func(file, v string) {
@@ -201,19 +209,7 @@ func waitWatched(t *testing.T, r *Reader, pid int, limit uint64) {
 // tmpfs file by the process shows in the very next call); a limit written
 // in place is seen as soon as the watcher has read the event.
 func TestThreadResolutionReused(t *testing.T) {
-	testenv.RequireRoot(t)
-	r, err := NewReader("/proc", "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.cache.ttl = time.Hour
-	var mnt, limitFile string
-	if m, ok := r.v1["memory"]; ok {
-		mnt, limitFile = m.Point, "memory.limit_in_bytes"
-	} else if r.v2 != nil && r.v2ctrls["memory"] {
-		mnt, limitFile = r.v2.Point, "memory.max"
-	}
-	testenv.Require(t, mnt != "", "no cgroup memory controller is mounted")
+	r, mnt, limitFile := realMemoryReader(t)
 	cg := filepath.Join(mnt, fmt.Sprintf("seccompagent-limits-reuse-%d", os.Getpid()))
 	shm := filepath.Join(t.TempDir(), "fill")
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
