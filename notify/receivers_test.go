@@ -138,10 +138,14 @@ func TestKernelStopHandsOver(t *testing.T) {
 	}
 	for _, mode := range []string{"sync", "poll", "poller"} {
 		t.Run(mode, func(t *testing.T) {
-			var calls atomic.Int32
+			var calls, twice atomic.Int32
+			var seen sync.Map
 			reg := notify.NewRegistry()
-			if err := reg.Register("sysinfo", notify.HandlerFunc(func(*notify.Request) notify.Response {
+			if err := reg.Register("sysinfo", notify.HandlerFunc(func(req *notify.Request) notify.Response {
 				calls.Add(1)
+				if _, dup := seen.LoadOrStore(req.ID, true); dup {
+					twice.Add(1)
+				}
 				time.Sleep(time.Millisecond)
 				return notify.Continue()
 			})); err != nil {
@@ -183,8 +187,13 @@ func TestKernelStopHandsOver(t *testing.T) {
 			}
 			waitLoop(t, done2)
 			unix.Close(c.fd)
-			if !strings.Contains(c.stdout.String(), "failed=0") || calls.Load() != childThreads*threadCalls {
-				t.Fatalf("threads program: %s; handler saw %d calls, want %d", c.stdout.String(), calls.Load(), childThreads*threadCalls)
+			// Every call reached a handler once; a call can reach one more
+			// time: the child is a Go program, whose runtime preempts its
+			// threads with SIGURG, and a signal while the agent holds a
+			// notification withdraws it and the kernel restarts the call
+			// with a new id. The same id twice would be a real fault.
+			if !strings.Contains(c.stdout.String(), "failed=0") || calls.Load() < childThreads*threadCalls || twice.Load() != 0 {
+				t.Fatalf("threads program: %s; handler saw %d calls (%d ids twice), want %d, each id once", c.stdout.String(), calls.Load(), twice.Load(), childThreads*threadCalls)
 			}
 		})
 	}

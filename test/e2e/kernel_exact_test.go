@@ -176,15 +176,16 @@ func TestUptimeTimeNamespace(t *testing.T) {
 			kernelDelta := clock(c, "child") - clock(c, "before")
 			near("child_uptime − before_uptime", c.int("child_uptime")-before, kernelDelta)
 			near("child_uptime − before_uptime", c.int("child_uptime")-before, offset)
-			// After the second unshare its own namespace's offset shows
-			// in no timens_offsets. The same thread keeps the namespace,
-			// so the offset the agent learned from its earlier call still
+			// After an unshare(CLONE_NEWTIME) a task's own namespace's
+			// offset shows in no timens_offsets. The grandchild's first
+			// call comes then: the agent cannot know the offset and lets
+			// the kernel answer, which is the clock.
+			near("fresh_uptime (the kernel's answer)", c.int("fresh_uptime"), clock(c, "fresh"))
+			// The child keeps its namespace through its own unshare, so
+			// the offset the agent learned from its earlier call still
 			// holds (kept for deltaTTL, handlers/sysinfo/timens.go): the
 			// container's uptime with the offset, as before.
 			near("nested_uptime (the same thread, the offset it had)", c.int("nested_uptime"), c.int("child_uptime"))
-			// A new thread there has no earlier call: the agent cannot know
-			// the offset and lets the kernel answer, which is the clock.
-			near("fresh_uptime (the kernel's answer)", c.int("fresh_uptime"), clock(c, "fresh"))
 		})
 	}
 }

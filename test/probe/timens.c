@@ -11,11 +11,11 @@
  *              written: its own clock is still the container's, only its
  *              children's namespace has the offset
  *   child_*    a child, in the new namespace
- *   nested_*   that child after a second unshare(CLONE_NEWTIME): its own
- *              namespace (unchanged) has an offset no timens_offsets shows
- *              any more
- *   fresh_*    a thread that child starts then: the same namespace, and no
- *              call of its own before
+ *   fresh_*    a grandchild, forked in that namespace, whose first call
+ *              comes after its own unshare(CLONE_NEWTIME): its namespace's
+ *              offset is shown in no timens_offsets any more
+ *   nested_*   the child after the same unshare: the same namespace, whose
+ *              offset the child's earlier call showed
  * *_uptime is sysinfo's, *_boottime_ns the clock's; *_errno is non-zero
  * when a call failed. Needs CAP_SYS_ADMIN (unshare) and CAP_SYS_TIME
  * (writing /proc/self/timens_offsets), and Linux >= 5.6.
@@ -23,7 +23,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,13 +51,6 @@ static void report(const char *name)
 	clock_gettime(CLOCK_BOOTTIME, &ts);
 	printf("%s_boottime_ns=%lld\n", name, (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
 	fflush(stdout);
-}
-
-static void *fresh(void *arg)
-{
-	(void)arg;
-	report("fresh");
-	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -92,18 +84,32 @@ int main(int argc, char **argv)
 	}
 	if (pid == 0) {
 		report("child");
+		pid_t g = fork();
+		if (g < 0) {
+			printf("grandchild_fork_errno=%d\n", errno);
+			fflush(stdout);
+			_exit(1);
+		}
+		if (g == 0) {
+			if (unshare(CLONE_NEWTIME)) {
+				printf("fresh_unshare_errno=%d\n", errno);
+				fflush(stdout);
+				_exit(1);
+			}
+			report("fresh");
+			_exit(0);
+		}
+		if (waitpid(g, &status, 0) != g || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			printf("grandchild_status=%d\n", status);
+			fflush(stdout);
+			_exit(1);
+		}
 		if (unshare(CLONE_NEWTIME)) {
 			printf("nested_unshare_errno=%d\n", errno);
+			fflush(stdout);
 			_exit(1);
 		}
 		report("nested");
-		pthread_t th;
-		int err = pthread_create(&th, NULL, fresh, NULL);
-		if (err) {
-			printf("thread_errno=%d\n", err);
-			_exit(1);
-		}
-		pthread_join(th, NULL);
 		_exit(0);
 	}
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
