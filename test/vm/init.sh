@@ -6,9 +6,10 @@
 # ramfs, so stage 1 copies everything into a fresh tmpfs and switch_roots
 # into it. Stage 2 mounts the kernel filesystems and a pure cgroup v2
 # hierarchy, loads the 9p modules, mounts the host's results directory,
-# runs the e2e test binary with the settings the host wrote to
-# /results/vm.env and /results/groups, leaves the output and exit statuses
-# there and powers off.
+# mounts the host's /usr (read-only) at /host/usr, runs the e2e test
+# binary with the settings the host wrote to /results/vm.env and
+# /results/groups, leaves the output and exit statuses (and the consumer
+# matrix's document, when that test ran) there and powers off.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
@@ -68,6 +69,11 @@ until mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /results
 	sleep 0.1
 done
 [ -f /results/vm.env ] || fatal "/results/vm.env missing"
+# The host's /usr, read-only, for the consumer matrix (its containers run
+# the host's python3, node and java from it): cache=loose lets the guest
+# keep what it read (the share never changes under it).
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro,cache=loose hostusr /host/usr ||
+	say "cannot mount the host's /usr (9p tag hostusr): the consumer matrix will not find its programs"
 . /results/vm.env
 
 {
@@ -153,6 +159,9 @@ while IFS= read -r re; do
 			SECCOMPAGENT_E2E_WRAPPER=/opt/seccompagent/bin/seccompagent-runtime \
 			SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
 			SECCOMPAGENT_E2E_SLACK=3s \
+			SECCOMPAGENT_E2E_CONSUMER_ROOTFS=/opt/seccompagent/consumers-rootfs \
+			SECCOMPAGENT_E2E_HOST_ROOT=/host \
+			SECCOMPAGENT_CONSUMERS_MD="$out/consumers.md" \
 			/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \
 			-test.run="$re" -test.skip="$VM_TEST_SKIP" >"$out/e2e-$n.out" 2>&1
 		echo $? >"$out/exit-$n"

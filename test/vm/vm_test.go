@@ -42,11 +42,13 @@ const (
 // the limits assertions of the v1 tier for runc and crun, with and
 // without the agent, `exec` included, views that change underneath (nested
 // cgroups, live updates), annotations, hostile peers, restarts,
-// `seccompagent exec` in a plain cgroup and the pairing with LXCFS (lxcfs
-// and the fuse module are in the image). TestConsumers, TestLXCFSPairing
-// and the view socket's examples need the host's interpreters, which the
-// VM does not have.
+// `seccompagent exec` in a plain cgroup, the pairing with LXCFS (lxcfs
+// and the fuse module are in the image) and the consumer matrix (the
+// host's python3, node and java from its /usr, shared read-only).
 var defaultGroups = []string{
+	// First: the longest group (three matrix containers, two JVM starts
+	// each under TCG).
+	"^(TestConsumers|TestLXCFSPairing)$",
 	"^(TestControlWithoutAgent|TestWithAgent)$",
 	"^TestExecWithoutAgent$/^runc$",
 	"^TestExecWithoutAgent$/^crun$",
@@ -63,8 +65,8 @@ var defaultGroups = []string{
 	"^(TestLXCFSConformance|TestLXCFSRequired|TestLXCFSRestart|TestLXCFSLoadAverage)$",
 }
 
-// TestConsumers and TestLXCFSPairing need the host's interpreters.
-const defaultSkip = "^(TestConsumers|TestLXCFSPairing)$"
+// defaultSkip: every test the groups select runs.
+const defaultSkip = ""
 
 // notifyRun selects the notify package's kernel tests, run in the VM
 // before the e2e groups on every run (whatever SECCOMPAGENT_VM_RUN says):
@@ -109,6 +111,7 @@ var required = []string{
 	"TestCgroupPathReuse/runc", "TestCgroupPathReuse/crun",
 	"TestLXCFSConformance/runc", "TestLXCFSConformance/crun", "TestLXCFSRequired/runc", "TestLXCFSRequired/crun",
 	"TestLXCFSRestart", "TestLXCFSLoadAverage/runc", "TestLXCFSLoadAverage/crun",
+	"TestConsumers", "TestLXCFSPairing/runc", "TestLXCFSPairing/crun",
 }
 
 // TestCgroupV2VM boots Debian's kernel with cgroup_no_v1=all in qemu
@@ -118,6 +121,14 @@ func TestCgroupV2VM(t *testing.T) {
 	qemu := testenv.RequireCommand(t, "qemu-system-x86_64")
 	for _, c := range []string{"runc", "crun", "jq", "depmod", "ldd", "musl-gcc", "gcc", "lxcfs", "apt-get", "dpkg-deb"} {
 		testenv.RequireCommand(t, c)
+	}
+	// The consumer matrix runs the host's own programs in the VM (its
+	// /usr is shared read-only).
+	for _, p := range []struct{ path, pkg string }{
+		{"/usr/bin/python3", "python3"}, {"/usr/bin/node", "nodejs"}, {harness.HostJava, "openjdk-17-jre-headless"},
+	} {
+		_, err := harness.HostProgram(p.path, p.pkg)
+		testenv.Require(t, err == nil, fmt.Sprint(err))
 	}
 	_, err := os.Stat("/bin/busybox")
 	testenv.Require(t, err == nil, "/bin/busybox not found: install busybox-static (`make deps`)")
@@ -196,6 +207,7 @@ func TestCgroupV2VM(t *testing.T) {
 		Kernel:     kernel.Image,
 		Initramfs:  img.Initramfs,
 		ResultsDir: run,
+		HostUsr:    "/usr",
 		ConsoleLog: console,
 		QemuLog:    qemuLog,
 		CPUs:       vmCPUs,
@@ -266,6 +278,33 @@ func TestCgroupV2VM(t *testing.T) {
 	} else if len(results) == 0 {
 		fail("no test ran in the VM for %s=%q", envRun, groups[0])
 	}
+	writeConsumersV2(t, run)
+}
+
+// writeConsumersV2 puts the consumer matrix's cgroup v2 section, which
+// TestConsumers wrote in the VM, into the document $SECCOMPAGENT_CONSUMERS_MD
+// names (`make consumers`), keeping its cgroup v1 section. Unset, nothing
+// is written.
+func writeConsumersV2(t *testing.T, run string) {
+	t.Helper()
+	path, err := harness.ConsumersMDPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path == "" {
+		return
+	}
+	doc, err := os.ReadFile(filepath.Join(run, "consumers.md"))
+	if err != nil {
+		t.Fatalf("%s is set but TestConsumers wrote no document in the VM (did %s select it?): %v", harness.EnvConsumersMD, envRun, err)
+	}
+	if _, ok := harness.SectionBody(string(doc), harness.SectionCgroupV2); !ok {
+		t.Fatalf("the VM's consumers.md has no %s section", harness.SectionCgroupV2)
+	}
+	if err := harness.WriteConsumersDoc(path, string(doc), harness.SectionCgroupV1); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote the %s section of %s", harness.SectionCgroupV2, path)
 }
 
 var resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
