@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,19 +27,12 @@ func HostRoot() string {
 // MAXSYMLINKS).
 const maxSymlinks = 40
 
-// HostPath returns where the host path p is on this machine: p itself
-// when HostRoot is /, else p resolved under HostRoot as a chroot would
-// resolve it (absolute symlink targets such as /usr/bin/java ->
-// /etc/alternatives/java taken relative to the root). The result exists.
+// HostPath returns where the host path p is on this machine, with every
+// symlink resolved: under HostRoot as a chroot would resolve it (absolute
+// targets such as /usr/bin/java -> /etc/alternatives/java taken relative
+// to the root). The result exists.
 func HostPath(p string) (string, error) {
-	root := HostRoot()
-	if root == "/" {
-		if _, err := os.Stat(p); err != nil {
-			return "", err
-		}
-		return p, nil
-	}
-	return resolveUnder(root, p)
+	return resolveUnder(HostRoot(), p)
 }
 
 // resolveUnder follows p's symlinks one component at a time inside root
@@ -87,4 +82,34 @@ func splitPath(p string) []string {
 		}
 	}
 	return out
+}
+
+// WarmFiles reads the files at paths (a directory stands for every
+// regular file below it) to the end, so that they are in the page cache,
+// charged to the caller's memory cgroup, and returns how many bytes it
+// read.
+func WarmFiles(paths ...string) (int64, error) {
+	var total int64
+	read := func(p string) error {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		n, err := io.Copy(io.Discard, f)
+		total += n
+		return err
+	}
+	for _, p := range paths {
+		err := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			return read(path)
+		})
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
