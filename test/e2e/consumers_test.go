@@ -841,8 +841,10 @@ Notes:
   ` + "`sysconf(_SC_NPROCESSORS_*)`/`get_nprocs()`" + ` (hence Python's ` + "`os.cpu_count()`" + `) read /proc or
   /sys; a seccomp supervisor cannot change what they see. Paired with LXCFS (third column) they
   do: its /proc/meminfo, /proc/cpuinfo, /proc/stat and /sys/devices/system/cpu/online agree with
-  the agent's sysinfo(2) and sched_getaffinity(2) (docs/lxcfs.md). Only glibc's
-  ` + "`_SC_NPROCESSORS_CONF`" + ` stays the host's: it counts the kernel's cpuN directories. glibc does use
+  the agent's sysinfo(2) and sched_getaffinity(2) (docs/lxcfs.md). Two stay the host's: glibc's
+  ` + "`_SC_NPROCESSORS_CONF`" + `, which counts the kernel's cpuN directories, and, on cgroup v2 only,
+  /proc/stat's cpuN lines (so Node's ` + "`os.cpus()`" + `): LXCFS cuts them to the quota only from cgroup
+  v1's per-CPU usage (cpuacct.usage_all), which v2 has no file for. glibc does use
   sysinfo(2) for ` + "`_SC_PHYS_PAGES`" + `, so every glibc program that sizes itself from physical memory
   (Python's ` + "`os.sysconf`" + `, the JVM without container support) sees the limit.
 - **Go.** The go line of the main module's go.mod picks the GODEBUG defaults. With ` + "`go 1.24`" + `,
@@ -860,5 +862,10 @@ Notes:
   cgroup view: the same CPU count and the same heap.
 - busybox ` + "`free`" + ` takes total/free/shared from sysinfo(2) but subtracts the page cache it reads from
   /proc/meminfo: with the agent alone its "used" subtracts the host's cache from the container's
-  total and wraps below zero; with LXCFS the cache is the container's and every column is right.
+  total and wraps below zero; with LXCFS the cache is the container's and every column is right,
+  on cgroup v1 and v2 alike.
+- **cgroup v2** (second section): the same programs, unmodified (the VM's containers run the host's
+  /usr, shared read-only), give the same answers, except /proc/stat with LXCFS (above). The JVM,
+  Go ≥ 1.25 and libuv read memory.max and cpu.max there instead of the v1 files, and the agent
+  reads the same files. "host" in that section is the VM.
 `

@@ -140,9 +140,28 @@ env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
 echo $? >"$out/exit-notify"
 say "notify kernel tests: exit status $(cat "$out/exit-notify")"
 
+# One e2e test process: run_group N REGEXP, output and exit status in
+# e2e-N.out and exit-N.
+run_group() {
+	say "e2e group $1: -test.run '$2' -test.skip '$VM_TEST_SKIP'"
+	env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
+		SECCOMPAGENT_E2E_AGENT=/opt/seccompagent/bin/seccompagent \
+		SECCOMPAGENT_E2E_WRAPPER=/opt/seccompagent/bin/seccompagent-runtime \
+		SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
+		SECCOMPAGENT_E2E_SLACK=3s \
+		SECCOMPAGENT_E2E_CONSUMER_ROOTFS=/opt/seccompagent/consumers-rootfs \
+		SECCOMPAGENT_E2E_HOST_ROOT=/host \
+		SECCOMPAGENT_CONSUMERS_MD="$out/consumers.md" \
+		/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \
+		-test.run="$2" -test.skip="$VM_TEST_SKIP" >"$out/e2e-$1.out" 2>&1
+	echo $? >"$out/exit-$1"
+}
+
 # Every line of /results/groups is a -test.run regexp: one e2e test
-# process each, all at once (most of their time is spent waiting), with
-# output and exit status in e2e-N.out and exit-N.
+# process each, all at once (most of their time is spent waiting). Then
+# the lines of /results/groups-after (if any), one at a time: groups that
+# keep the emulated CPUs busy (the consumer matrix's JVMs) and would
+# disturb the timing checks of the others.
 [ -f /results/groups ] || fatal "/results/groups missing"
 # An empty child keeps the test containers' parent cgroup from being
 # removed by one test process while another creates a container in it.
@@ -152,24 +171,18 @@ groups=
 while IFS= read -r re; do
 	[ -n "$re" ] || continue
 	n=$((n + 1))
-	say "e2e group $n: -test.run '$re' -test.skip '$VM_TEST_SKIP'"
-	(
-		env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
-			SECCOMPAGENT_E2E_AGENT=/opt/seccompagent/bin/seccompagent \
-			SECCOMPAGENT_E2E_WRAPPER=/opt/seccompagent/bin/seccompagent-runtime \
-			SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
-			SECCOMPAGENT_E2E_SLACK=3s \
-			SECCOMPAGENT_E2E_CONSUMER_ROOTFS=/opt/seccompagent/consumers-rootfs \
-			SECCOMPAGENT_E2E_HOST_ROOT=/host \
-			SECCOMPAGENT_CONSUMERS_MD="$out/consumers.md" \
-			/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \
-			-test.run="$re" -test.skip="$VM_TEST_SKIP" >"$out/e2e-$n.out" 2>&1
-		echo $? >"$out/exit-$n"
-	) &
+	run_group "$n" "$re" &
 	groups="$groups $!"
 done </results/groups
 # shellcheck disable=SC2086
 wait $groups
+if [ -f /results/groups-after ]; then
+	while IFS= read -r re; do
+		[ -n "$re" ] || continue
+		n=$((n + 1))
+		run_group "$n" "$re" </dev/null
+	done </results/groups-after
+fi
 kill $heartbeat
 rc=$(cat "$out/exit-notify")
 i=1
