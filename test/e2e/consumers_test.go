@@ -504,17 +504,16 @@ func consumerRows(e consumerEnv) []consumerRow {
 
 // consumerRun is the output of one matrix container.
 type consumerRun struct {
-	sections map[string]string
-	stdout   string
-	elapsed  time.Duration
+	sections       map[string]string
+	stdout, stderr string
+	elapsed        time.Duration
 }
 
 // runMatrix runs every command in one limited runc container (with the
-// cgroup filesystem and the host's /usr mounted read-only). With a wrapper
-// (seccompagent-runtime and its flags) the container only asks for
+// cgroup filesystem and the host's /usr mounted read-only) in dir. With a
+// wrapper (seccompagent-runtime and its flags) the container only asks for
 // seccompagent.io/enable=true and the wrapper sets up the rest.
-func runMatrix(t *testing.T, s consumerSetup, cmds []string, agent *harness.Agent, wrapper []string) consumerRun {
-	t.Helper()
+func runMatrix(dir string, s consumerSetup, cmds []string, agent *harness.Agent, wrapper []string) (consumerRun, error) {
 	opts := harness.BundleOptions{
 		Args:        harness.SectionedCommand(cmds...),
 		MemoryLimit: memLimit,
@@ -527,27 +526,23 @@ func runMatrix(t *testing.T, s consumerSetup, cmds []string, agent *harness.Agen
 	case agent != nil:
 		opts.ListenerPath = agent.Socket
 	}
-	b, err := harness.NewBundle(t.TempDir(), s.rootfs, opts)
+	b, err := harness.NewBundle(dir, s.rootfs, opts)
 	if err != nil {
-		t.Fatal(err)
+		return consumerRun{}, err
 	}
 	b.Wrapper = wrapper
 	if err := b.AddMounts(append([]specs.Mount{harness.CgroupMount()}, s.mounts...)...); err != nil {
-		t.Fatal(err)
+		return consumerRun{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), javaStartLimit)
 	defer cancel()
 	start := time.Now()
 	stdout, stderr, err := harness.Runc.Run(ctx, b, "consumers-"+harness.UniqueID())
-	r := consumerRun{stdout: stdout, elapsed: time.Since(start)}
+	r := consumerRun{stdout: stdout, stderr: stderr, elapsed: time.Since(start), sections: harness.SplitSections(stdout)}
 	if err != nil {
-		t.Fatalf("matrix container failed: %v\nstdout:\n%s\nstderr:\n%s%s", err, stdout, stderr, agentLog(agent))
+		return r, fmt.Errorf("matrix container failed: %w\nstdout:\n%s\nstderr:\n%s%s", err, stdout, stderr, agentLog(agent))
 	}
-	if strings.TrimSpace(stderr) != "" {
-		t.Logf("matrix container stderr:\n%s", stderr)
-	}
-	r.sections = harness.SplitSections(stdout)
-	return r
+	return r, nil
 }
 
 // sectionKey is SplitSections' name for cmd.
@@ -594,11 +589,36 @@ func TestConsumers(t *testing.T) {
 	warmHostPrograms(t)
 	a := startAgent(t)
 	lx := requireLXCFS(t)
+	// The three containers run side by side (each gets half a CPU; the
+	// JVMs take long under TCG in the VM tier): the host's uptime is read
+	// around all of them.
+	sides := []struct {
+		agent   *harness.Agent
+		wrapper []string
+		run     consumerRun
+		err     error
+	}{{}, {agent: a}, {agent: a, wrapper: wrapperArgs(t, a, lx.Dir)}}
 	e.upBefore, _ = harness.HostUptime()
-	without := runMatrix(t, s, cmds, nil, nil)
+	var wg sync.WaitGroup
+	for i := range sides {
+		side, dir := &sides[i], t.TempDir()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			side.run, side.err = runMatrix(dir, s, cmds, side.agent, side.wrapper)
+		}()
+	}
+	wg.Wait()
 	e.upAfter, _ = harness.HostUptime()
-	with := runMatrix(t, s, cmds, a, nil)
-	paired := runMatrix(t, s, cmds, a, wrapperArgs(t, a, lx.Dir))
+	for _, side := range sides {
+		if side.err != nil {
+			t.Fatal(side.err)
+		}
+		if strings.TrimSpace(side.run.stderr) != "" {
+			t.Logf("matrix container stderr:\n%s", side.run.stderr)
+		}
+	}
+	without, with, paired := sides[0].run, sides[1].run, sides[2].run
 	e.elapsedWith = max(with.elapsed, paired.elapsed)
 	t.Logf("matrix containers: without agent %v, with agent %v, with agent and LXCFS %v", without.elapsed.Round(time.Millisecond),
 		with.elapsed.Round(time.Millisecond), paired.elapsed.Round(time.Millisecond))
