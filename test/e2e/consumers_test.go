@@ -474,11 +474,13 @@ func consumerRows(e consumerEnv) []consumerRow {
 			expect: unchangedMem, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("totalmem", bytesShow), check: memUnchanged,
 			lxcfs: lxcfsMem, expectLXCFS: "256.0 MiB (LXCFS's /proc/meminfo)"},
 		{program: "Node `process.constrainedMemory()`", asks: "cgroup memory limit file (libuv)",
-			expect: "256.0 MiB either way (reads the cgroup itself; libuv < 1.45: v1 only)", cmd: cmdNode, need: hostNode, pkg: pkgNode,
+			expect: "256.0 MiB either way: libuv reads memory.limit_in_bytes / memory.max itself (memory.max from libuv 1.45 on)",
+			cmd:    cmdNode, need: hostNode, pkg: pkgNode,
 			read: keyReading("constrained_memory", bytesShow),
 			check: func(e consumerEnv, with bool, v int64) error {
-				// Debian 12's node uses the system libuv 1.44, which reads
-				// only cgroup v1's memory.limit_in_bytes (v2: from 1.45).
+				// Debian 12's own node 18 uses the system libuv 1.44,
+				// which reads only cgroup v1's memory.limit_in_bytes
+				// (memory.max from 1.45 on): 0, "no limit", on v2.
 				if v == 0 && e.cgroupV2 {
 					return nil
 				}
@@ -788,13 +790,15 @@ func writeConsumersMD(t *testing.T, e consumerEnv, results []rowResult, vers []s
 		"so Debian's own python3, node and java run unmodified. "+
 		"Each row is asserted by the test; \"expected\" says what and why.\n\n",
 		cpuQuota, cpuPeriod, strings.Join(harness.LXCFSFlags, " "))
-	for _, key := range []string{harness.SectionCgroupV1, harness.SectionCgroupV2} {
+	for i, key := range []string{harness.SectionCgroupV1, harness.SectionCgroupV2} {
+		if i > 0 {
+			b.WriteString("\n")
+		}
 		body := section
 		if key == other {
 			body = fmt.Sprintf("## %s\n\nNot generated yet: run `make consumers`.\n", key)
 		}
 		b.WriteString(harness.Section(key, body))
-		b.WriteString("\n")
 	}
 	b.WriteString(consumersNotes)
 	doc := b.String()
