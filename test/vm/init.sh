@@ -158,31 +158,27 @@ run_group() {
 }
 
 # Every line of /results/groups is a -test.run regexp: one e2e test
-# process each, all at once (most of their time is spent waiting). Then
-# the lines of /results/groups-after (if any), one at a time: groups that
-# keep the emulated CPUs busy (the consumer matrix's JVMs) and would
-# disturb the timing checks of the others.
+# process each, all at once (most of their time is spent waiting). Then,
+# once they are all done, the lines of /results/groups-after (if any), all
+# at once: groups that keep the emulated CPUs busy (the consumer matrix's
+# JVMs) and would disturb the timing checks of the first wave.
 [ -f /results/groups ] || fatal "/results/groups missing"
 # An empty child keeps the test containers' parent cgroup from being
 # removed by one test process while another creates a container in it.
 mkdir -p "/sys/fs/cgroup$VM_CGROUP_PARENT/vm-keep" || fatal "mkdir $VM_CGROUP_PARENT/vm-keep"
 n=0
-groups=
-while IFS= read -r re; do
-	[ -n "$re" ] || continue
-	n=$((n + 1))
-	run_group "$n" "$re" &
-	groups="$groups $!"
-done </results/groups
-# shellcheck disable=SC2086
-wait $groups
-if [ -f /results/groups-after ]; then
+for wave in /results/groups /results/groups-after; do
+	[ -f "$wave" ] || continue
+	groups=
 	while IFS= read -r re; do
 		[ -n "$re" ] || continue
 		n=$((n + 1))
-		run_group "$n" "$re" </dev/null
-	done </results/groups-after
-fi
+		run_group "$n" "$re" &
+		groups="$groups $!"
+	done <"$wave"
+	# shellcheck disable=SC2086
+	wait $groups
+done
 kill $heartbeat
 rc=$(cat "$out/exit-notify")
 i=1
