@@ -176,8 +176,9 @@ for wave in /results/groups /results/groups-after; do
 		run_group "$n" "$re" &
 		groups="$groups $!"
 	done <"$wave"
+	# A bare `wait` would wait for the heartbeat too: only the groups'.
 	# shellcheck disable=SC2086
-	wait $groups
+	[ -z "$groups" ] || wait $groups
 done
 kill $heartbeat
 rc=$(cat "$out/exit-notify")
