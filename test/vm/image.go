@@ -93,6 +93,10 @@ type Builder struct {
 	// slash) → host file, with the shared libraries it needs. A path
 	// under GuestRootfs adds to the containers' rootfs.
 	Extra map[string]string
+	// Consumers adds the consumer matrix's rootfs and what the host's
+	// programs need besides /usr (vmHostRoot), which init mounts from the
+	// hostusr share (BootOptions.HostUsr). TestCgroupV2VM sets it.
+	Consumers bool
 }
 
 func (b *Builder) logf(format string, args ...any) {
@@ -115,7 +119,10 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 	}
 	binDir := filepath.Join(b.Dir, "bin")
 	rootfs := filepath.Join(b.Dir, "rootfs")
-	consumers := filepath.Join(b.Dir, "consumers-rootfs")
+	consumers := "" // the consumer rootfs, if b.Consumers
+	if b.Consumers {
+		consumers = filepath.Join(b.Dir, "consumers-rootfs")
+	}
 	var agent, wrapper, testBin, notifyBin, i386Bin, modTree string
 	steps := []struct {
 		name string
@@ -127,7 +134,12 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 		{"notify test binary", func() (err error) { notifyBin, err = b.buildNotifyTest(ctx, binDir); return err }},
 		{"i386 caller", func() (err error) { i386Bin, err = b.buildI386Caller(ctx, binDir); return err }},
 		{"rootfs", func() error { return harness.BuildRootfs(rootfs) }},
-		{"consumer rootfs", func() error { return buildConsumerRootfs(consumers, filepath.Join(b.Dir, "go-consumers")) }},
+		{"consumer rootfs", func() error {
+			if consumers == "" {
+				return nil
+			}
+			return buildConsumerRootfs(consumers, filepath.Join(b.Dir, "go-consumers"))
+		}},
 		{"modules", func() (err error) { modTree, err = b.stageModules(ctx); return err }},
 		{"initramfs", func() (err error) {
 			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, map[string]string{vmAgent: agent, vmWrapper: wrapper,
@@ -506,11 +518,13 @@ func (b *Builder) writeInitramfs(ctx context.Context, built map[string]string, r
 	if err := a.tree(vmRootfs, rootfs); err != nil {
 		return "", false, err
 	}
-	if err := a.tree(vmConsumerRootfs, consumers); err != nil {
-		return "", false, err
-	}
-	if err := addHostRoot(a); err != nil {
-		return "", false, err
+	if consumers != "" {
+		if err := a.tree(vmConsumerRootfs, consumers); err != nil {
+			return "", false, err
+		}
+		if err := addHostRoot(a); err != nil {
+			return "", false, err
+		}
 	}
 	if err := a.tree("lib/modules", filepath.Join(modTree, "lib", "modules")); err != nil {
 		return "", false, err

@@ -70,10 +70,13 @@ until mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /results
 done
 [ -f /results/vm.env ] || fatal "/results/vm.env missing"
 # The host's /usr, read-only, for the consumer matrix (its containers run
-# the host's python3, node and java from it): cache=loose lets the guest
-# keep what it read (the share never changes under it).
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro,cache=loose hostusr /host/usr ||
-	say "cannot mount the host's /usr (9p tag hostusr): the consumer matrix will not find its programs"
+# the host's python3, node and java from it), in an image built for it:
+# cache=loose lets the guest keep what it read (the share never changes
+# under it).
+if [ -d /host/usr ]; then
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro,cache=loose hostusr /host/usr ||
+		say "cannot mount the host's /usr (9p tag hostusr): the consumer matrix will not find its programs"
+fi
 . /results/vm.env
 
 {

@@ -153,7 +153,7 @@ func TestCgroupV2VM(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the VM's kernel: %v", err)
 	}
-	b := &Builder{ModuleRoot: root, Dir: dir, Kernel: kernel, Logf: t.Logf}
+	b := &Builder{ModuleRoot: root, Dir: dir, Kernel: kernel, Logf: t.Logf, Consumers: true}
 	buildStart := time.Now()
 	img, err := b.Build(context.Background())
 	if err != nil {
