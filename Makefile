@@ -90,9 +90,15 @@ demo: deps-demo
 bench: deps
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 
-# What real programs see, with and without the agent: regenerates test/consumers.md.
+# What real programs see, with and without the agent and with LXCFS:
+# regenerates test/consumers.md, its cgroup v1 section on this host, its
+# cgroup v2 section in the VM tier (test/vm boots it with only TestConsumers
+# selected). `make test` runs both and writes nothing.
+CONSUMERS_MD := $(CURDIR)/test/consumers.md
 consumers: deps
-	$(GO) test -count=1 -timeout 20m -run 'TestConsumers' -v ./test/e2e
+	SECCOMPAGENT_CONSUMERS_MD=$(CONSUMERS_MD) $(GO) test -count=1 -timeout 20m -run '^TestConsumers$$' -v ./test/e2e
+	SECCOMPAGENT_CONSUMERS_MD=$(CONSUMERS_MD) SECCOMPAGENT_VM_RUN='^TestConsumers$$' \
+		$(GO) test -count=1 -timeout 20m -run '^TestCgroupV2VM$$' -v ./test/vm
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/seccompagent/seccompagent/test/harness"
 	"github.com/seccompagent/seccompagent/test/testenv"
@@ -25,44 +25,21 @@ import (
 // only seccompagent.io/enable=true). Each row asserts what the program must
 // see and the test rewrites test/consumers.md with what they did see.
 
-// consumersMD is the generated table, relative to the module root.
-const consumersMD = "test/consumers.md"
-
-// Scripts written into the consumer rootfs (the host's interpreters run
-// them through the read-only /usr bind mount).
-const (
-	pythonScript = `import os, sys
-print("python_version=" + sys.version.split()[0])
-print("sched_getaffinity=%d" % len(os.sched_getaffinity(0)))
-print("cpu_count=%d" % os.cpu_count())
-print("phys_bytes=%d" % (os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")))
-`
-	nodeScript = `const os = require("os");
-console.log("node_version=" + process.version);
-console.log("available_parallelism=" + os.availableParallelism());
-console.log("cpus_length=" + os.cpus().length);
-console.log("totalmem=" + os.totalmem());
-if (typeof process.constrainedMemory === "function") {
-  console.log("constrained_memory=" + (process.constrainedMemory() || 0));
-}
-`
-)
-
 // Host programs the matrix runs, with the Debian package that provides each.
 const (
 	hostNproc   = "/usr/bin/nproc"
 	hostPython  = "/usr/bin/python3"
 	hostNode    = "/usr/bin/node"
-	hostJava    = "/usr/bin/java"
+	hostJava    = harness.HostJava
 	pkgNproc    = "coreutils"
 	pkgPython   = "python3"
 	pkgNode     = "nodejs"
 	pkgJava     = "openjdk-17-jre-headless"
-	muslBin     = "/musl/bin/"
-	glibcProbe  = "/glibc/probe"
-	goOld       = "/go/gomaxprocs-go1.24"
-	goNew       = "/go/gomaxprocs-go1.26"
-	javaClasses = "/java"
+	muslBin     = harness.ConsumerMuslBin
+	glibcProbe  = harness.ConsumerGlibcProbe
+	goOld       = harness.ConsumerGo124
+	goNew       = harness.ConsumerGo126
+	javaClasses = harness.ConsumerJava
 )
 
 // Commands, one output section each (no single quotes: SectionedCommand
@@ -75,13 +52,15 @@ const (
 	cmdMuslFree    = muslBin + "free"
 	cmdMuslUptime  = muslBin + "uptime"
 	cmdMuslTop     = muslBin + "top -b -n 1 | " + muslBin + "head -n 2"
+	cmdCPUInfo     = "grep -c ^processor /proc/cpuinfo"
+	cmdProcStat    = `grep -c "^cpu[0-9]" /proc/stat`
 	cmdMuslProbe   = "/probe"
 	cmdGlibcProbe  = glibcProbe
 	cmdCoreNproc   = hostNproc
-	cmdPython      = hostPython + " -I /consumers/probe.py"
+	cmdPython      = hostPython + " -I " + harness.ConsumerPython
 	cmdGoOld       = goOld
 	cmdGoNew       = goNew
-	cmdNode        = hostNode + " /consumers/probe.js"
+	cmdNode        = hostNode + " " + harness.ConsumerNode
 	cmdJava        = hostJava + " -cp " + javaClasses + " Probe"
 	cmdJavaNoCtr   = hostJava + " -XX:-UseContainerSupport -cp " + javaClasses + " Probe"
 	javaStartLimit = 2 * time.Minute
@@ -103,42 +82,19 @@ var (
 	consumerBuild consumerSetup
 )
 
-// buildConsumerRootfs builds the test rootfs plus everything the matrix
-// runs: musl busybox, the glibc probe, the two Go builds, the Java class,
-// the Python and Node scripts, and the mount points for the host's /usr.
+// buildConsumerRootfs builds the consumer rootfs (harness.BuildConsumerRootfs)
+// once, or takes the prebuilt one $SECCOMPAGENT_E2E_CONSUMER_ROOTFS names
+// (the VM tier), and the mounts of the host's programs.
 func buildConsumerRootfs() consumerSetup {
 	consumersOnce.Do(func() {
-		s := &consumerBuild
-		s.rootfs = filepath.Join(workDir, "consumers-rootfs")
-		if s.err = harness.BuildRootfs(s.rootfs); s.err != nil {
-			return
+		c, ok := harness.PrebuiltConsumerRootfs()
+		if !ok {
+			c = harness.BuildConsumerRootfs(filepath.Join(workDir, "consumers-rootfs"), filepath.Join(workDir, "go-consumers"))
 		}
-		if dir, err := harness.MuslBusyboxDir(); err != nil {
-			s.muslErr = err
-		} else if bin, err := harness.BuildMuslBusybox(dir); err != nil {
-			s.muslErr = err
-		} else {
-			s.muslErr = harness.InstallMuslBusybox(s.rootfs, bin)
+		consumerBuild = consumerSetup{rootfs: c.Dir, err: c.Err, muslErr: c.Musl, goErr: c.Go, javaErr: c.Java, glibc: c.Glibc}
+		if c.Err == nil {
+			consumerBuild.mounts, consumerBuild.err = harness.HostProgramMounts(c.Dir)
 		}
-		s.glibc = harness.BuildGlibcProbe(filepath.Join(s.rootfs, glibcProbe))
-		goWork := filepath.Join(workDir, "go-consumers")
-		if s.goErr = harness.BuildGoMaxprocs("1.24", goWork, filepath.Join(s.rootfs, goOld)); s.goErr == nil {
-			s.goErr = harness.BuildGoMaxprocs("1.26", goWork, filepath.Join(s.rootfs, goNew))
-		}
-		if _, err := os.Stat(hostJava); err == nil {
-			s.javaErr = harness.CompileJavaProbe(hostJava, filepath.Join(s.rootfs, javaClasses))
-		}
-		dir := filepath.Join(s.rootfs, "consumers")
-		if s.err = os.MkdirAll(dir, 0o755); s.err != nil {
-			return
-		}
-		if s.err = os.WriteFile(filepath.Join(dir, "probe.py"), []byte(pythonScript), 0o644); s.err != nil {
-			return
-		}
-		if s.err = os.WriteFile(filepath.Join(dir, "probe.js"), []byte(nodeScript), 0o644); s.err != nil {
-			return
-		}
-		s.mounts, s.err = harness.HostProgramMounts(s.rootfs)
 	})
 	return consumerBuild
 }
@@ -153,6 +109,7 @@ type consumerEnv struct {
 	elapsedWith time.Duration
 	// cgroupV2: the memory controller is on the unified hierarchy.
 	cgroupV2 bool
+	kernel   string // uname -r
 }
 
 // reading is one value a program printed: a number to check and the text
@@ -418,6 +375,20 @@ func consumerRows(e consumerEnv) []consumerRow {
 	goNewWithout := min(e.hostCPUs, max(2, int64(wantCPUs)))
 	lxFree := "total 256.0 MiB and used within it (busybox subtracts LXCFS's buff/cache)"
 	lxOnlineCPUs := fmt.Sprintf("%d (LXCFS --enable-cfs: /sys/devices/system/cpu/online is \"0\")", wantCPUs)
+	// LXCFS (5.0) cuts /proc/stat to the quota's CPUs only where it can
+	// split the container's CPU time by CPU: cgroup v1's
+	// cpuacct.usage_all (or usage_percpu). cgroup v2 has no per-CPU usage
+	// file, so there it lists every CPU of the cpuset, with the host's
+	// times. libuv (Node's os.cpus()) counts those lines.
+	lxStat := fmt.Sprintf("%d (LXCFS --enable-cfs: one cpuN line)", wantCPUs)
+	lxNodeCPUs := fmt.Sprintf("%d (LXCFS --enable-cfs: one cpuN line in /proc/stat, which libuv counts)", wantCPUs)
+	lxStatCheck := lxcfsCPUs
+	if e.cgroupV2 {
+		lxStat = fmt.Sprintf("still %d on cgroup v2: LXCFS sizes /proc/stat by the quota only from v1's per-CPU "+
+			"usage (cpuacct.usage_all), which v2 has no file for, so it lists the cpuset's CPUs", e.hostCPUs)
+		lxNodeCPUs = fmt.Sprintf("still %d on cgroup v2: libuv counts /proc/stat's cpuN lines, which LXCFS does not cut there (row above)", e.hostCPUs)
+		lxStatCheck = func(e consumerEnv, rd reading) error { return cpusUnchanged(e, true, rd.v) }
+	}
 	return []consumerRow{
 		{program: "busybox 1.35 `nproc` (glibc static, Debian busybox-static)", asks: "sched_getaffinity(2)",
 			expect: cpuAgent, cmd: cmdNproc, read: nprocReading, check: cpusByAgent},
@@ -436,6 +407,12 @@ func consumerRows(e consumerEnv) []consumerRow {
 			expect: unchangedMem + ": a syscall supervisor cannot change /proc files",
 			cmd:    cmdMuslTop, built: muslBuilt, optional: true, read: topReading, check: memUnchanged,
 			lxcfs: lxcfsMem, expectLXCFS: "256.0 MiB (LXCFS's /proc/meminfo)"},
+		{program: "`grep -c ^processor /proc/cpuinfo`", asks: "/proc/cpuinfo (a file)",
+			expect: unchangedCPUs, cmd: cmdCPUInfo, read: nprocReading, check: cpusUnchanged,
+			lxcfs: lxcfsCPUs, expectLXCFS: fmt.Sprintf("%d (LXCFS --enable-cfs: one processor)", wantCPUs)},
+		{program: "`grep -c ^cpu[0-9] /proc/stat`", asks: "/proc/stat (a file)",
+			expect: unchangedCPUs, cmd: cmdProcStat, read: nprocReading, check: cpusUnchanged,
+			lxcfs: lxStatCheck, expectLXCFS: lxStat},
 		{program: "musl 1.2.3 `sysconf(_SC_NPROCESSORS_ONLN)` (/probe)", asks: "sched_getaffinity(2)",
 			expect: cpuAgent, cmd: cmdMuslProbe, read: keyReading("nprocs_onln", plain), check: cpusByAgent},
 		{program: "musl `sysconf(_SC_NPROCESSORS_CONF)`", asks: "sched_getaffinity(2)",
@@ -490,18 +467,20 @@ func consumerRows(e consumerEnv) []consumerRow {
 			}},
 		{program: "Node `os.availableParallelism()`", asks: "sched_getaffinity(2) (libuv)",
 			expect: cpuAgent, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("available_parallelism", plain), check: cpusByAgent},
-		{program: "Node `os.cpus().length`", asks: "/proc/cpuinfo, /proc/stat (files)",
+		{program: "Node `os.cpus().length`", asks: "/proc/stat cpuN lines (a file; libuv)",
 			expect: unchangedCPUs, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("cpus_length", plain), check: cpusUnchanged,
-			lxcfs: lxcfsCPUs, expectLXCFS: "1 (LXCFS --enable-cfs: one CPU in /proc/cpuinfo and /proc/stat)"},
+			lxcfs: lxStatCheck, expectLXCFS: lxNodeCPUs},
 		{program: "Node `os.totalmem()`", asks: "/proc/meminfo (a file)",
 			expect: unchangedMem, cmd: cmdNode, need: hostNode, pkg: pkgNode, read: keyReading("totalmem", bytesShow), check: memUnchanged,
 			lxcfs: lxcfsMem, expectLXCFS: "256.0 MiB (LXCFS's /proc/meminfo)"},
 		{program: "Node `process.constrainedMemory()`", asks: "cgroup memory limit file (libuv)",
-			expect: "256.0 MiB either way (reads the cgroup itself; libuv < 1.45: v1 only)", cmd: cmdNode, need: hostNode, pkg: pkgNode,
+			expect: "256.0 MiB either way: libuv reads memory.limit_in_bytes / memory.max itself (memory.max from libuv 1.45 on)",
+			cmd:    cmdNode, need: hostNode, pkg: pkgNode,
 			read: keyReading("constrained_memory", bytesShow),
 			check: func(e consumerEnv, with bool, v int64) error {
-				// Debian 12's node uses the system libuv 1.44, which reads
-				// only cgroup v1's memory.limit_in_bytes (v2: from 1.45).
+				// Debian 12's own node 18 uses the system libuv 1.44,
+				// which reads only cgroup v1's memory.limit_in_bytes
+				// (memory.max from 1.45 on): 0, "no limit", on v2.
 				if v == 0 && e.cgroupV2 {
 					return nil
 				}
@@ -527,17 +506,16 @@ func consumerRows(e consumerEnv) []consumerRow {
 
 // consumerRun is the output of one matrix container.
 type consumerRun struct {
-	sections map[string]string
-	stdout   string
-	elapsed  time.Duration
+	sections       map[string]string
+	stdout, stderr string
+	elapsed        time.Duration
 }
 
 // runMatrix runs every command in one limited runc container (with the
-// cgroup filesystem and the host's /usr mounted read-only). With a wrapper
-// (seccompagent-runtime and its flags) the container only asks for
+// cgroup filesystem and the host's /usr mounted read-only) in dir. With a
+// wrapper (seccompagent-runtime and its flags) the container only asks for
 // seccompagent.io/enable=true and the wrapper sets up the rest.
-func runMatrix(t *testing.T, s consumerSetup, cmds []string, agent *harness.Agent, wrapper []string) consumerRun {
-	t.Helper()
+func runMatrix(dir string, s consumerSetup, cmds []string, agent *harness.Agent, wrapper []string) (consumerRun, error) {
 	opts := harness.BundleOptions{
 		Args:        harness.SectionedCommand(cmds...),
 		MemoryLimit: memLimit,
@@ -550,27 +528,23 @@ func runMatrix(t *testing.T, s consumerSetup, cmds []string, agent *harness.Agen
 	case agent != nil:
 		opts.ListenerPath = agent.Socket
 	}
-	b, err := harness.NewBundle(t.TempDir(), s.rootfs, opts)
+	b, err := harness.NewBundle(dir, s.rootfs, opts)
 	if err != nil {
-		t.Fatal(err)
+		return consumerRun{}, err
 	}
 	b.Wrapper = wrapper
 	if err := b.AddMounts(append([]specs.Mount{harness.CgroupMount()}, s.mounts...)...); err != nil {
-		t.Fatal(err)
+		return consumerRun{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), javaStartLimit)
 	defer cancel()
 	start := time.Now()
 	stdout, stderr, err := harness.Runc.Run(ctx, b, "consumers-"+harness.UniqueID())
-	r := consumerRun{stdout: stdout, elapsed: time.Since(start)}
+	r := consumerRun{stdout: stdout, stderr: stderr, elapsed: time.Since(start), sections: harness.SplitSections(stdout)}
 	if err != nil {
-		t.Fatalf("matrix container failed: %v\nstdout:\n%s\nstderr:\n%s%s", err, stdout, stderr, agentLog(agent))
+		return r, fmt.Errorf("matrix container failed: %w\nstdout:\n%s\nstderr:\n%s%s", err, stdout, stderr, agentLog(agent))
 	}
-	if strings.TrimSpace(stderr) != "" {
-		t.Logf("matrix container stderr:\n%s", stderr)
-	}
-	r.sections = harness.SplitSections(stdout)
-	return r
+	return r, nil
 }
 
 // sectionKey is SplitSections' name for cmd.
@@ -596,6 +570,10 @@ func TestConsumers(t *testing.T) {
 	if _, v2, err := harness.CgroupDir("memory", "/"); err == nil {
 		e.cgroupV2 = v2
 	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err == nil {
+		e.kernel = unix.ByteSliceToString(uts.Release[:])
+	}
 	rows := consumerRows(e)
 
 	// Only the programs this host has (and the test could build) run; the
@@ -610,13 +588,39 @@ func TestConsumers(t *testing.T) {
 		cmds = append(cmds, r.cmd)
 	}
 
+	warmHostPrograms(t)
 	a := startAgent(t)
 	lx := requireLXCFS(t)
+	// The three containers run side by side (each gets half a CPU; the
+	// JVMs take long under TCG in the VM tier): the host's uptime is read
+	// around all of them.
+	sides := []struct {
+		agent   *harness.Agent
+		wrapper []string
+		run     consumerRun
+		err     error
+	}{{}, {agent: a}, {agent: a, wrapper: wrapperArgs(t, a, lx.Dir)}}
 	e.upBefore, _ = harness.HostUptime()
-	without := runMatrix(t, s, cmds, nil, nil)
+	var wg sync.WaitGroup
+	for i := range sides {
+		side, dir := &sides[i], t.TempDir()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			side.run, side.err = runMatrix(dir, s, cmds, side.agent, side.wrapper)
+		}()
+	}
+	wg.Wait()
 	e.upAfter, _ = harness.HostUptime()
-	with := runMatrix(t, s, cmds, a, nil)
-	paired := runMatrix(t, s, cmds, a, wrapperArgs(t, a, lx.Dir))
+	for _, side := range sides {
+		if side.err != nil {
+			t.Fatal(side.err)
+		}
+		if strings.TrimSpace(side.run.stderr) != "" {
+			t.Logf("matrix container stderr:\n%s", side.run.stderr)
+		}
+	}
+	without, with, paired := sides[0].run, sides[1].run, sides[2].run
 	e.elapsedWith = max(with.elapsed, paired.elapsed)
 	t.Logf("matrix containers: without agent %v, with agent %v, with agent and LXCFS %v", without.elapsed.Round(time.Millisecond),
 		with.elapsed.Round(time.Millisecond), paired.elapsed.Round(time.Millisecond))
@@ -629,18 +633,18 @@ func TestConsumers(t *testing.T) {
 		res := &results[i]
 		res.row = r
 		t.Run(fmt.Sprintf("%02d", i+1), func(t *testing.T) {
+			if r.need != "" {
+				if _, err := harness.HostProgram(r.need, r.pkg); err != nil {
+					res.note = "not installed (" + r.pkg + ")"
+					testenv.Require(t, false, fmt.Sprintf("%s: %v", r.program, err))
+				}
+			}
 			if r.built != nil {
 				if err := r.built(s); err != nil {
 					res.note = "not built"
 					if !r.optional {
 						t.Fatalf("%s: %v", r.program, err)
 					}
-					testenv.Require(t, false, fmt.Sprintf("%s: %v", r.program, err))
-				}
-			}
-			if r.need != "" {
-				if _, err := harness.HostProgram(r.need, r.pkg); err != nil {
-					res.note = "not installed (" + r.pkg + ")"
 					testenv.Require(t, false, fmt.Sprintf("%s: %v", r.program, err))
 				}
 			}
@@ -698,15 +702,40 @@ func TestConsumers(t *testing.T) {
 	writeConsumersMD(t, e, results, versions(with.sections))
 }
 
+// warmHostPrograms reads the biggest files the host's programs map
+// (node's 99 MB binary, the JDK's lib directory with its 130 MB modules
+// image) once, outside the containers: a file page is charged to the
+// memory cgroup that first reads it, and these alone exceed a matrix
+// container's 256 MiB, which would then evict and read them again and
+// again (over 9p in the VM tier, at half a CPU).
+func warmHostPrograms(t *testing.T) {
+	t.Helper()
+	var paths []string
+	for _, p := range []string{hostPython, hostNode, hostJava} {
+		if real, err := harness.HostPath(p); err == nil {
+			paths = append(paths, real)
+		}
+	}
+	if java, err := harness.HostPath(hostJava); err == nil {
+		paths = append(paths, filepath.Join(filepath.Dir(filepath.Dir(java)), "lib"))
+	}
+	start := time.Now()
+	n, err := harness.WarmFiles(paths...)
+	if err != nil {
+		t.Logf("warming the host's programs: %v", err)
+	}
+	t.Logf("read %s of the host's programs in %v", fmtBytes(n), time.Since(start).Round(time.Millisecond))
+}
+
 // rowMissing says why a row's program cannot run here ("" if it can).
 func rowMissing(r consumerRow, s consumerSetup) string {
-	if r.built != nil && r.built(s) != nil {
-		return "not built"
-	}
 	if r.need != "" {
-		if _, err := os.Stat(r.need); err != nil {
+		if _, err := harness.HostPath(r.need); err != nil {
 			return "not installed"
 		}
+	}
+	if r.built != nil && r.built(s) != nil {
+		return "not built"
 	}
 	return ""
 }
@@ -736,28 +765,70 @@ func versions(sections map[string]string) []string {
 	return out
 }
 
-// writeConsumersMD rewrites test/consumers.md from this run.
+// writeConsumersMD renders the document with this run's section (the
+// other cgroup version's is a placeholder) and, when
+// $SECCOMPAGENT_CONSUMERS_MD names a file (`make consumers`), writes it
+// there, keeping the other version's section from the file. Otherwise the
+// table is only logged.
 func writeConsumersMD(t *testing.T, e consumerEnv, results []rowResult, vers []string) {
 	t.Helper()
-	root, err := harness.ModuleRoot()
+	mine, other := harness.SectionCgroupV1, harness.SectionCgroupV2
+	if e.cgroupV2 {
+		mine, other = other, mine
+	}
+	section := consumersSection(e, results, vers)
+	var b strings.Builder
+	fmt.Fprintf(&b, "# What real programs see\n\n")
+	fmt.Fprintf(&b, "Generated by `make consumers`, one section per cgroup version: `go test ./test/e2e -run TestConsumers` "+
+		"on a cgroup v1 host writes the first, the same test in the cgroup v2 VM tier (`SECCOMPAGENT_VM_RUN=^TestConsumers$ go test ./test/vm`) "+
+		"the second; each run rewrites only its own. `make test` runs and asserts both and writes nothing.\n\n")
+	fmt.Fprintf(&b, "One runc container limited to 256 MiB and %d/%d µs of CPU (half a CPU), run three times: without the agent, "+
+		"with it, and with it paired with LXCFS (`lxcfs %s`; the container created through seccompagent-runtime with only "+
+		"`seccompagent.io/enable=true`, which also binds LXCFS's files). "+
+		"The container mounts its cgroup filesystem read-only at /sys/fs/cgroup "+
+		"(as Docker and Kubernetes do) and the host's /usr read-only (in the VM: the host's /usr, shared read-only over 9p), "+
+		"so Debian's own python3, node and java run unmodified. "+
+		"Each row is asserted by the test; \"expected\" says what and why.\n\n",
+		cpuQuota, cpuPeriod, strings.Join(harness.LXCFSFlags, " "))
+	for i, key := range []string{harness.SectionCgroupV1, harness.SectionCgroupV2} {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		body := section
+		if key == other {
+			body = fmt.Sprintf("## %s\n\nNot generated yet: run `make consumers`.\n", key)
+		}
+		b.WriteString(harness.Section(key, body))
+	}
+	b.WriteString(consumersNotes)
+	doc := b.String()
+	path, err := harness.ConsumersMDPath()
 	if err != nil {
 		t.Error(err)
 		return
 	}
-	cgv := "v1"
-	if e.cgroupV2 {
-		cgv = "v2"
+	if path == "" {
+		t.Logf("%s table (set %s to write it into a file):\n%s", mine, harness.EnvConsumersMD, section)
+		return
 	}
+	if err := harness.WriteConsumersDoc(path, doc, other); err != nil {
+		t.Error(err)
+		return
+	}
+	t.Logf("wrote the %s section of %s", mine, path)
+}
+
+// consumersSection is this run's section: where it ran, the table and the
+// programs' versions.
+func consumersSection(e consumerEnv, results []rowResult, vers []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# What real programs see\n\n")
-	fmt.Fprintf(&b, "Generated by `make consumers` (`go test ./test/e2e -run TestConsumers`); every run rewrites this file.\n\n")
-	fmt.Fprintf(&b, "One runc container limited to 256 MiB and %d/%d µs of CPU (half a CPU), run three times: without the agent, "+
-		"with it, and with it paired with LXCFS (`lxcfs %s`; the container created through seccompagent-runtime with only "+
-		"`seccompagent.io/enable=true`, which also binds LXCFS's files), on a %d-CPU host with %s of RAM (%s, cgroup %s). "+
-		"The container mounts its cgroup filesystem read-only at /sys/fs/cgroup "+
-		"(as Docker and Kubernetes do) and the host's /usr read-only, so Debian's own python3, node and java run unmodified. "+
-		"Each row is asserted by the test; \"expected\" says what and why.\n\n",
-		cpuQuota, cpuPeriod, strings.Join(harness.LXCFSFlags, " "), e.hostCPUs, fmtBytes(e.memTotal), runtime.GOARCH, cgv)
+	if e.cgroupV2 {
+		fmt.Fprintf(&b, "## cgroup v2\n\nIn the VM tier (test/vm: qemu, Debian's kernel %s booted with cgroup_no_v1=all), "+
+			"%d CPUs and %s of RAM (%s).\n\n", e.kernel, e.hostCPUs, fmtBytes(e.memTotal), runtime.GOARCH)
+	} else {
+		fmt.Fprintf(&b, "## cgroup v1\n\nOn a %d-CPU host with %s of RAM (%s, kernel %s, cgroup v1 hybrid).\n\n",
+			e.hostCPUs, fmtBytes(e.memTotal), runtime.GOARCH, e.kernel)
+	}
 	fmt.Fprintf(&b, "| program | what it asks | without agent | with agent | with agent + LXCFS | expected |\n")
 	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range results {
@@ -768,16 +839,10 @@ func writeConsumersMD(t *testing.T, e consumerEnv, results []rowResult, vers []s
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", mdEscape(r.row.program), mdEscape(r.row.asks), without, with, paired, mdEscape(expect))
 	}
-	b.WriteString(consumersNotes)
 	if len(vers) > 0 {
 		fmt.Fprintf(&b, "\nVersions in this run: %s.\n", strings.Join(vers, ", "))
 	}
-	path := filepath.Join(root, consumersMD)
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Errorf("write %s: %v", path, err)
-		return
-	}
-	t.Logf("wrote %s", path)
+	return b.String()
 }
 
 func cell(r rowResult, rd reading, ok bool) string {
@@ -800,8 +865,10 @@ Notes:
   ` + "`sysconf(_SC_NPROCESSORS_*)`/`get_nprocs()`" + ` (hence Python's ` + "`os.cpu_count()`" + `) read /proc or
   /sys; a seccomp supervisor cannot change what they see. Paired with LXCFS (third column) they
   do: its /proc/meminfo, /proc/cpuinfo, /proc/stat and /sys/devices/system/cpu/online agree with
-  the agent's sysinfo(2) and sched_getaffinity(2) (docs/lxcfs.md). Only glibc's
-  ` + "`_SC_NPROCESSORS_CONF`" + ` stays the host's: it counts the kernel's cpuN directories. glibc does use
+  the agent's sysinfo(2) and sched_getaffinity(2) (docs/lxcfs.md). Two stay the host's: glibc's
+  ` + "`_SC_NPROCESSORS_CONF`" + `, which counts the kernel's cpuN directories, and, on cgroup v2 only,
+  /proc/stat's cpuN lines (so Node's ` + "`os.cpus()`" + `): LXCFS cuts them to the quota only from cgroup
+  v1's per-CPU usage (cpuacct.usage_all), which v2 has no file for. glibc does use
   sysinfo(2) for ` + "`_SC_PHYS_PAGES`" + `, so every glibc program that sizes itself from physical memory
   (Python's ` + "`os.sysconf`" + `, the JVM without container support) sees the limit.
 - **Go.** The go line of the main module's go.mod picks the GODEBUG defaults. With ` + "`go 1.24`" + `,
@@ -819,5 +886,10 @@ Notes:
   cgroup view: the same CPU count and the same heap.
 - busybox ` + "`free`" + ` takes total/free/shared from sysinfo(2) but subtracts the page cache it reads from
   /proc/meminfo: with the agent alone its "used" subtracts the host's cache from the container's
-  total and wraps below zero; with LXCFS the cache is the container's and every column is right.
+  total and wraps below zero; with LXCFS the cache is the container's and every column is right,
+  on cgroup v1 and v2 alike.
+- **cgroup v2** (second section): the same programs, unmodified (the VM's containers run the host's
+  /usr, shared read-only), give the same answers, except /proc/stat with LXCFS (above). The JVM,
+  Go ≥ 1.25 and libuv read memory.max and cpu.max there instead of the v1 files, and the agent
+  reads the same files. "host" in that section is the VM.
 `

@@ -185,11 +185,11 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // errMissing marks a consumer program that is not installed on the host.
 var errMissing = errors.New("not installed")
 
-// HostProgram returns path when it exists on the host (following symlinks
-// such as /usr/bin/java -> /etc/alternatives/java), else an error saying
-// which Debian package provides it.
+// HostProgram returns path when it exists on the host (under HostRoot,
+// following symlinks such as /usr/bin/java -> /etc/alternatives/java),
+// else an error saying which Debian package provides it.
 func HostProgram(path, debPackage string) (string, error) {
-	if _, err := os.Stat(path); err != nil {
+	if _, err := HostPath(path); err != nil {
 		return "", fmt.Errorf("%s %w: install the Debian package %s (make deps)", path, errMissing, debPackage)
 	}
 	return path, nil
@@ -202,4 +202,99 @@ func Trim(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// The consumer rootfs: the test rootfs plus every program of the consumer
+// matrix that the test builds, at these paths, and the mount points for the
+// host's /usr (HostProgramMounts) from which python3, node and java run.
+const (
+	ConsumerMuslBin    = "/musl/bin/"            // musl busybox and its applets
+	ConsumerGlibcProbe = "/glibc/probe"          // test/probe/probe.c, static glibc
+	ConsumerGo124      = "/go/gomaxprocs-go1.24" // go.mod `go 1.24`
+	ConsumerGo126      = "/go/gomaxprocs-go1.26" // go.mod `go 1.26`
+	ConsumerJava       = "/java"                 // Probe.class
+	ConsumerPython     = "/consumers/probe.py"
+	ConsumerNode       = "/consumers/probe.js"
+	// HostJava is the java the probe is compiled with and run by.
+	HostJava = "/usr/bin/java"
+)
+
+// EnvConsumerRootfs is the path of a rootfs made by BuildConsumerRootfs,
+// for a test binary that runs where nothing can be built (the VM tier).
+const EnvConsumerRootfs = "SECCOMPAGENT_E2E_CONSUMER_ROOTFS"
+
+// ConsumerRootfs is a consumer rootfs and what did not go into it: each
+// program the matrix builds has its own error, so that one missing
+// toolchain costs only its rows.
+type ConsumerRootfs struct {
+	Dir   string
+	Err   error // the rootfs itself, the scripts and the mount points
+	Musl  error // musl busybox (cold build: apt-get source + ~40 s)
+	Glibc error
+	Go    error
+	Java  error
+}
+
+// BuildConsumerRootfs builds the consumer rootfs into dir (work is a
+// scratch directory for the Go builds).
+func BuildConsumerRootfs(dir, work string) ConsumerRootfs {
+	c := ConsumerRootfs{Dir: dir}
+	if c.Err = BuildRootfs(dir); c.Err != nil {
+		return c
+	}
+	if cache, err := MuslBusyboxDir(); err != nil {
+		c.Musl = err
+	} else if bin, err := BuildMuslBusybox(cache); err != nil {
+		c.Musl = err
+	} else {
+		c.Musl = InstallMuslBusybox(dir, bin)
+	}
+	c.Glibc = BuildGlibcProbe(filepath.Join(dir, ConsumerGlibcProbe))
+	if c.Go = BuildGoMaxprocs("1.24", work, filepath.Join(dir, ConsumerGo124)); c.Go == nil {
+		c.Go = BuildGoMaxprocs("1.26", work, filepath.Join(dir, ConsumerGo126))
+	}
+	if _, err := HostProgram(HostJava, "openjdk-17-jre-headless"); err != nil {
+		c.Java = err
+	} else {
+		c.Java = CompileJavaProbe(HostJava, filepath.Join(dir, ConsumerJava))
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		c.Err = err
+		return c
+	}
+	for src, dst := range map[string]string{"python/probe.py": ConsumerPython, "node/probe.js": ConsumerNode} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, dst)), 0o755); err != nil {
+			c.Err = err
+			return c
+		}
+		if err := copyFile(filepath.Join(root, "test", "consumers", src), filepath.Join(dir, dst), 0o644); err != nil {
+			c.Err = err
+			return c
+		}
+	}
+	_, c.Err = HostProgramMounts(dir)
+	return c
+}
+
+// PrebuiltConsumerRootfs returns the rootfs $SECCOMPAGENT_E2E_CONSUMER_ROOTFS
+// names, if set, with an error for each program it lacks.
+func PrebuiltConsumerRootfs() (ConsumerRootfs, bool) {
+	p := os.Getenv(EnvConsumerRootfs)
+	if p == "" {
+		return ConsumerRootfs{}, false
+	}
+	c := ConsumerRootfs{Dir: p}
+	has := func(rel string) error {
+		if _, err := os.Stat(filepath.Join(p, rel)); err != nil {
+			return fmt.Errorf("%s=%s has no %s (made by harness.BuildConsumerRootfs?): %w", EnvConsumerRootfs, p, rel, err)
+		}
+		return nil
+	}
+	c.Err = errors.Join(has("bin/busybox"), has(ConsumerPython), has(ConsumerNode))
+	c.Musl = has(ConsumerMuslBin + "busybox")
+	c.Glibc = has(ConsumerGlibcProbe)
+	c.Go = errors.Join(has(ConsumerGo124), has(ConsumerGo126))
+	c.Java = has(ConsumerJava + "/Probe.class")
+	return c, true
 }

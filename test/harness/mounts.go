@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -61,23 +62,26 @@ var hostEtcPaths = []string{"/etc/alternatives", "/etc/java-*", "/etc/ld.so.cach
 // in a container on it, and returns the read-only bind mounts to add with
 // AddMounts: the host's /usr, its /lib* directories (recreated as the same
 // symlinks when the host has merged /usr, bind-mounted otherwise) and the
-// few /etc entries in hostEtcPaths. It creates the mount points in rootfs
-// (which is read-only in the container) and never touches the host paths.
+// few /etc entries in hostEtcPaths, all taken from under HostRoot. It
+// creates the mount points in rootfs (which is read-only in the container)
+// and never touches the host paths.
 func HostProgramMounts(rootfs string) ([]specs.Mount, error) {
+	root := HostRoot()
 	var mounts []specs.Mount
 	if err := os.MkdirAll(filepath.Join(rootfs, "usr"), 0o755); err != nil {
 		return nil, err
 	}
-	mounts = append(mounts, ReadOnlyBind("/usr", "/usr"))
+	mounts = append(mounts, ReadOnlyBind(filepath.Join(root, "usr"), "/usr"))
 
 	for _, dir := range hostLibDirs {
-		fi, err := os.Lstat(dir)
+		onHost := filepath.Join(root, dir)
+		fi, err := os.Lstat(onHost)
 		if err != nil {
 			continue // the host has no such directory
 		}
 		inRootfs := filepath.Join(rootfs, dir)
 		if fi.Mode()&os.ModeSymlink != 0 {
-			target, err := os.Readlink(dir)
+			target, err := os.Readlink(onHost)
 			if err != nil {
 				return nil, err
 			}
@@ -93,20 +97,15 @@ func HostProgramMounts(rootfs string) ([]specs.Mount, error) {
 		if err := os.MkdirAll(inRootfs, 0o755); err != nil {
 			return nil, err
 		}
-		mounts = append(mounts, ReadOnlyBind(dir, dir))
+		mounts = append(mounts, ReadOnlyBind(onHost, dir))
 	}
 
-	var etc []string
-	for _, pattern := range hostEtcPaths {
-		matches, err := filepath.Glob(pattern)
-		if err != nil {
-			return nil, err
-		}
-		etc = append(etc, matches...)
+	etc, err := HostEtcEntries()
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(etc)
 	for _, p := range etc {
-		fi, err := os.Stat(p)
+		fi, err := os.Stat(filepath.Join(root, p))
 		if err != nil {
 			continue
 		}
@@ -124,7 +123,33 @@ func HostProgramMounts(rootfs string) ([]specs.Mount, error) {
 				return nil, fmt.Errorf("mount point for %s: %w", p, err)
 			}
 		}
-		mounts = append(mounts, ReadOnlyBind(p, p))
+		mounts = append(mounts, ReadOnlyBind(filepath.Join(root, p), p))
 	}
 	return mounts, nil
 }
+
+// HostEtcEntries returns the host paths that hostEtcPaths names (globs
+// expanded under HostRoot), sorted, as paths on the host.
+func HostEtcEntries() ([]string, error) {
+	root := HostRoot()
+	var etc []string
+	for _, pattern := range hostEtcPaths {
+		matches, err := filepath.Glob(filepath.Join(root, pattern))
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range matches {
+			rel, err := filepath.Rel(root, m)
+			if err != nil {
+				return nil, err
+			}
+			etc = append(etc, "/"+rel)
+		}
+	}
+	sort.Strings(etc)
+	return etc, nil
+}
+
+// HostLibDirs are the host's top-level library directories besides /usr
+// (see hostLibDirs).
+func HostLibDirs() []string { return slices.Clone(hostLibDirs) }

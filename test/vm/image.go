@@ -10,9 +10,13 @@
 // with the shared libraries ldd names. The agent, seccompagent-runtime and
 // `go test -c` e2e and notify binaries are built from this module, with a
 // static i386 caller for the notify kernel tests (the VM has no gcc), the
-// test rootfs by test/rootfs/build.sh. All of it goes into one uncompressed
+// test rootfs by test/rootfs/build.sh, the consumer matrix's rootfs by
+// harness.BuildConsumerRootfs. All of it goes into one uncompressed
 // initramfs under build/vm/ in the module; a 9p share of build/vm/run
-// carries the test settings in and the results out.
+// carries the test settings in and the results out, and a read-only one
+// of the host's /usr lets the consumer matrix run the host's python3, node
+// and java in the VM's containers (they are far too big for the
+// initramfs).
 package vm
 
 import (
@@ -55,6 +59,12 @@ const (
 	// lack kernel features (ia32 emulation) that Debian's kernel has.
 	vmNotifyTest = "opt/seccompagent/bin/notify.test"
 	vmI386       = "opt/seccompagent/bin/compat-i386"
+	// The consumer matrix's rootfs (harness.BuildConsumerRootfs), and
+	// where the host's own programs are: init mounts the host's /usr (a
+	// read-only 9p share) at vmHostRoot/usr, next to the host's /lib*
+	// links and the /etc entries its programs need, copied in here.
+	vmConsumerRootfs = "opt/seccompagent/consumers-rootfs"
+	vmHostRoot       = "host"
 )
 
 // Image is a bootable kernel + initramfs.
@@ -83,6 +93,10 @@ type Builder struct {
 	// slash) → host file, with the shared libraries it needs. A path
 	// under GuestRootfs adds to the containers' rootfs.
 	Extra map[string]string
+	// Consumers adds the consumer matrix's rootfs and what the host's
+	// programs need besides /usr (vmHostRoot), which init mounts from the
+	// hostusr share (BootOptions.HostUsr). TestCgroupV2VM sets it.
+	Consumers bool
 }
 
 func (b *Builder) logf(format string, args ...any) {
@@ -105,6 +119,10 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 	}
 	binDir := filepath.Join(b.Dir, "bin")
 	rootfs := filepath.Join(b.Dir, "rootfs")
+	consumers := "" // the consumer rootfs, if b.Consumers
+	if b.Consumers {
+		consumers = filepath.Join(b.Dir, "consumers-rootfs")
+	}
 	var agent, wrapper, testBin, notifyBin, i386Bin, modTree string
 	steps := []struct {
 		name string
@@ -116,10 +134,16 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 		{"notify test binary", func() (err error) { notifyBin, err = b.buildNotifyTest(ctx, binDir); return err }},
 		{"i386 caller", func() (err error) { i386Bin, err = b.buildI386Caller(ctx, binDir); return err }},
 		{"rootfs", func() error { return harness.BuildRootfs(rootfs) }},
+		{"consumer rootfs", func() error {
+			if consumers == "" {
+				return nil
+			}
+			return buildConsumerRootfs(consumers, filepath.Join(b.Dir, "go-consumers"))
+		}},
 		{"modules", func() (err error) { modTree, err = b.stageModules(ctx); return err }},
 		{"initramfs", func() (err error) {
 			img.Initramfs, img.Reused, err = b.writeInitramfs(ctx, map[string]string{vmAgent: agent, vmWrapper: wrapper,
-				vmTest: testBin, vmNotifyTest: notifyBin, vmI386: i386Bin}, rootfs, modTree)
+				vmTest: testBin, vmNotifyTest: notifyBin, vmI386: i386Bin}, rootfs, consumers, modTree)
 			return err
 		}},
 	}
@@ -129,6 +153,64 @@ func (b *Builder) Build(ctx context.Context) (*Image, error) {
 		}
 	}
 	return img, nil
+}
+
+// buildConsumerRootfs builds the consumer matrix's rootfs on the host
+// (the VM has no toolchain): every program in it is required, the VM's
+// tests run under CI=true.
+func buildConsumerRootfs(dir, work string) error {
+	c := harness.BuildConsumerRootfs(dir, work)
+	for _, e := range []struct {
+		what string
+		err  error
+	}{{"rootfs", c.Err}, {"musl busybox", c.Musl}, {"glibc probe", c.Glibc}, {"Go programs", c.Go}, {"Java probe", c.Java}} {
+		if e.err != nil {
+			return fmt.Errorf("%s: %w", e.what, e.err)
+		}
+	}
+	return nil
+}
+
+// addHostRoot adds what the host's programs need besides /usr under
+// vmHostRoot: the /usr mount point, the host's /lib* symlinks and the /etc
+// entries of harness.HostEtcEntries (the dynamic linker's cache, the
+// alternatives, the JVM's configuration). Only /usr is shared, so the
+// host must have merged /usr.
+func addHostRoot(a *archive) error {
+	a.dir(vmHostRoot+"/usr", 0o755)
+	for _, dir := range harness.HostLibDirs() {
+		fi, err := os.Lstat(dir)
+		if err != nil {
+			continue
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			return fmt.Errorf("%s is a directory, not a link into /usr: the VM shares only the host's /usr (merged /usr, as Debian 12 has)", dir)
+		}
+		target, err := os.Readlink(dir)
+		if err != nil {
+			return err
+		}
+		a.symlink(vmHostRoot+dir, target)
+	}
+	etc, err := harness.HostEtcEntries()
+	if err != nil {
+		return err
+	}
+	for _, p := range etc {
+		fi, err := os.Stat(p)
+		switch {
+		case err != nil:
+			return err
+		case fi.IsDir():
+			err = a.tree(vmHostRoot+p, p)
+		default:
+			a.file(vmHostRoot+p, p, 0o644)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // goTool finds the go command (PATH, else /usr/local/go/bin/go).
@@ -376,7 +458,7 @@ func sharedLibs(ctx context.Context, bin string) ([]string, error) {
 
 // writeInitramfs assembles the archive; when it is byte-identical to the
 // existing Dir/initramfs.cpio, that file is kept.
-func (b *Builder) writeInitramfs(ctx context.Context, built map[string]string, rootfs, modTree string) (string, bool, error) {
+func (b *Builder) writeInitramfs(ctx context.Context, built map[string]string, rootfs, consumers, modTree string) (string, bool, error) {
 	a := newArchive()
 	for _, d := range []string{"proc", "sys", "dev", "run", "root", "etc", "results", "newroot", "usr/bin", "usr/sbin", "sbin"} {
 		a.dir(d, 0o755)
@@ -435,6 +517,14 @@ func (b *Builder) writeInitramfs(ctx context.Context, built map[string]string, r
 	}
 	if err := a.tree(vmRootfs, rootfs); err != nil {
 		return "", false, err
+	}
+	if consumers != "" {
+		if err := a.tree(vmConsumerRootfs, consumers); err != nil {
+			return "", false, err
+		}
+		if err := addHostRoot(a); err != nil {
+			return "", false, err
+		}
 	}
 	if err := a.tree("lib/modules", filepath.Join(modTree, "lib", "modules")); err != nil {
 		return "", false, err

@@ -6,9 +6,10 @@
 # ramfs, so stage 1 copies everything into a fresh tmpfs and switch_roots
 # into it. Stage 2 mounts the kernel filesystems and a pure cgroup v2
 # hierarchy, loads the 9p modules, mounts the host's results directory,
-# runs the e2e test binary with the settings the host wrote to
-# /results/vm.env and /results/groups, leaves the output and exit statuses
-# there and powers off.
+# mounts the host's /usr (read-only) at /host/usr, runs the e2e test
+# binary with the settings the host wrote to /results/vm.env and
+# /results/groups, leaves the output and exit statuses (and the consumer
+# matrix's document, when that test ran) there and powers off.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
@@ -68,6 +69,14 @@ until mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /results
 	sleep 0.1
 done
 [ -f /results/vm.env ] || fatal "/results/vm.env missing"
+# The host's /usr, read-only, for the consumer matrix (its containers run
+# the host's python3, node and java from it), in an image built for it:
+# cache=loose lets the guest keep what it read (the share never changes
+# under it).
+if [ -d /host/usr ]; then
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro,cache=loose hostusr /host/usr ||
+		say "cannot mount the host's /usr (9p tag hostusr): the consumer matrix will not find its programs"
+fi
 . /results/vm.env
 
 {
@@ -134,33 +143,46 @@ env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
 echo $? >"$out/exit-notify"
 say "notify kernel tests: exit status $(cat "$out/exit-notify")"
 
+# One e2e test process: run_group N REGEXP, output and exit status in
+# e2e-N.out and exit-N.
+run_group() {
+	say "e2e group $1: -test.run '$2' -test.skip '$VM_TEST_SKIP'"
+	env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
+		SECCOMPAGENT_E2E_AGENT=/opt/seccompagent/bin/seccompagent \
+		SECCOMPAGENT_E2E_WRAPPER=/opt/seccompagent/bin/seccompagent-runtime \
+		SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
+		SECCOMPAGENT_E2E_SLACK=3s \
+		SECCOMPAGENT_E2E_CONSUMER_ROOTFS=/opt/seccompagent/consumers-rootfs \
+		SECCOMPAGENT_E2E_HOST_ROOT=/host \
+		SECCOMPAGENT_CONSUMERS_MD="$out/consumers.md" \
+		/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \
+		-test.run="$2" -test.skip="$VM_TEST_SKIP" >"$out/e2e-$1.out" 2>&1
+	echo $? >"$out/exit-$1"
+}
+
 # Every line of /results/groups is a -test.run regexp: one e2e test
-# process each, all at once (most of their time is spent waiting), with
-# output and exit status in e2e-N.out and exit-N.
+# process each, all at once (most of their time is spent waiting). Then,
+# once they are all done, the lines of /results/groups-after (if any), all
+# at once: groups that keep the emulated CPUs busy (the consumer matrix's
+# JVMs) and would disturb the timing checks of the first wave.
 [ -f /results/groups ] || fatal "/results/groups missing"
 # An empty child keeps the test containers' parent cgroup from being
 # removed by one test process while another creates a container in it.
 mkdir -p "/sys/fs/cgroup$VM_CGROUP_PARENT/vm-keep" || fatal "mkdir $VM_CGROUP_PARENT/vm-keep"
 n=0
-groups=
-while IFS= read -r re; do
-	[ -n "$re" ] || continue
-	n=$((n + 1))
-	say "e2e group $n: -test.run '$re' -test.skip '$VM_TEST_SKIP'"
-	(
-		env -i PATH="$PATH" HOME=/root TMPDIR=/tmp CI="$VM_CI" \
-			SECCOMPAGENT_E2E_AGENT=/opt/seccompagent/bin/seccompagent \
-			SECCOMPAGENT_E2E_WRAPPER=/opt/seccompagent/bin/seccompagent-runtime \
-			SECCOMPAGENT_E2E_ROOTFS=/opt/seccompagent/rootfs \
-			SECCOMPAGENT_E2E_SLACK=3s \
-			/opt/seccompagent/bin/e2e.test -test.v -test.count=1 -test.timeout="$VM_TEST_TIMEOUT" \
-			-test.run="$re" -test.skip="$VM_TEST_SKIP" >"$out/e2e-$n.out" 2>&1
-		echo $? >"$out/exit-$n"
-	) &
-	groups="$groups $!"
-done </results/groups
-# shellcheck disable=SC2086
-wait $groups
+for wave in /results/groups /results/groups-after; do
+	[ -f "$wave" ] || continue
+	groups=
+	while IFS= read -r re; do
+		[ -n "$re" ] || continue
+		n=$((n + 1))
+		run_group "$n" "$re" &
+		groups="$groups $!"
+	done <"$wave"
+	# A bare `wait` would wait for the heartbeat too: only the groups'.
+	# shellcheck disable=SC2086
+	[ -z "$groups" ] || wait $groups
+done
 kill $heartbeat
 rc=$(cat "$out/exit-notify")
 i=1

@@ -29,6 +29,9 @@ type BootOptions struct {
 	Kernel     string
 	Initramfs  string
 	ResultsDir string // shared read-write as 9p tag "results"
+	// HostUsr is shared read-only as 9p tag "hostusr" (the host's /usr,
+	// for the consumer matrix's interpreters); "" shares nothing.
+	HostUsr    string
 	ConsoleLog string // the serial console
 	QemuLog    string // qemu's own stdout/stderr
 	CPUs       int
@@ -72,8 +75,15 @@ func Boot(ctx context.Context, o BootOptions) (time.Duration, error) {
 		"-fsdev", "local,id=results,security_model=none,path=" + o.ResultsDir,
 		"-device", "virtio-9p-pci,fsdev=results,mount_tag=results,ioeventfd=off",
 	}
-	if strings.Contains(o.ResultsDir, ",") {
-		return 0, fmt.Errorf("results dir %q contains a comma, which qemu cannot take", o.ResultsDir)
+	if o.HostUsr != "" {
+		args = append(args,
+			"-fsdev", "local,id=hostusr,security_model=none,readonly=on,path="+o.HostUsr,
+			"-device", "virtio-9p-pci,fsdev=hostusr,mount_tag=hostusr,ioeventfd=off")
+	}
+	for _, p := range []string{o.ResultsDir, o.HostUsr} {
+		if strings.Contains(p, ",") {
+			return 0, fmt.Errorf("shared directory %q contains a comma, which qemu cannot take", p)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()

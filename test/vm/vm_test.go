@@ -43,9 +43,7 @@ const (
 // without the agent, `exec` included, views that change underneath (nested
 // cgroups, live updates), annotations, hostile peers, restarts,
 // `seccompagent exec` in a plain cgroup and the pairing with LXCFS (lxcfs
-// and the fuse module are in the image). TestConsumers, TestLXCFSPairing
-// and the view socket's examples need the host's interpreters, which the
-// VM does not have.
+// and the fuse module are in the image).
 var defaultGroups = []string{
 	"^(TestControlWithoutAgent|TestWithAgent)$",
 	"^TestExecWithoutAgent$/^runc$",
@@ -63,8 +61,15 @@ var defaultGroups = []string{
 	"^(TestLXCFSConformance|TestLXCFSRequired|TestLXCFSRestart|TestLXCFSLoadAverage)$",
 }
 
-// TestConsumers and TestLXCFSPairing need the host's interpreters.
-const defaultSkip = "^(TestConsumers|TestLXCFSPairing)$"
+// lateGroups run once defaultGroups are all done, all at once: the
+// consumer matrix (the host's python3, node and java from its /usr, shared
+// read-only) and the LXCFS pairing of its programs. Their 9p reads and JVM
+// starts keep both emulated CPUs busy, which would disturb the first
+// wave's timing checks (load averages, live updates within a second).
+var lateGroups = []string{"^TestConsumers$", "^TestLXCFSPairing$"}
+
+// defaultSkip: every test the groups select runs.
+const defaultSkip = ""
 
 // notifyRun selects the notify package's kernel tests, run in the VM
 // before the e2e groups on every run (whatever SECCOMPAGENT_VM_RUN says):
@@ -109,6 +114,7 @@ var required = []string{
 	"TestCgroupPathReuse/runc", "TestCgroupPathReuse/crun",
 	"TestLXCFSConformance/runc", "TestLXCFSConformance/crun", "TestLXCFSRequired/runc", "TestLXCFSRequired/crun",
 	"TestLXCFSRestart", "TestLXCFSLoadAverage/runc", "TestLXCFSLoadAverage/crun",
+	"TestConsumers", "TestLXCFSPairing/runc", "TestLXCFSPairing/crun",
 }
 
 // TestCgroupV2VM boots Debian's kernel with cgroup_no_v1=all in qemu
@@ -118,6 +124,14 @@ func TestCgroupV2VM(t *testing.T) {
 	qemu := testenv.RequireCommand(t, "qemu-system-x86_64")
 	for _, c := range []string{"runc", "crun", "jq", "depmod", "ldd", "musl-gcc", "gcc", "lxcfs", "apt-get", "dpkg-deb"} {
 		testenv.RequireCommand(t, c)
+	}
+	// The consumer matrix runs the host's own programs in the VM (its
+	// /usr is shared read-only).
+	for _, p := range []struct{ path, pkg string }{
+		{"/usr/bin/python3", "python3"}, {"/usr/bin/node", "nodejs"}, {harness.HostJava, "openjdk-17-jre-headless"},
+	} {
+		_, err := harness.HostProgram(p.path, p.pkg)
+		testenv.Require(t, err == nil, fmt.Sprint(err))
 	}
 	_, err := os.Stat("/bin/busybox")
 	testenv.Require(t, err == nil, "/bin/busybox not found: install busybox-static (`make deps`)")
@@ -139,7 +153,7 @@ func TestCgroupV2VM(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the VM's kernel: %v", err)
 	}
-	b := &Builder{ModuleRoot: root, Dir: dir, Kernel: kernel, Logf: t.Logf}
+	b := &Builder{ModuleRoot: root, Dir: dir, Kernel: kernel, Logf: t.Logf, Consumers: true}
 	buildStart := time.Now()
 	img, err := b.Build(context.Background())
 	if err != nil {
@@ -170,10 +184,10 @@ func TestCgroupV2VM(t *testing.T) {
 	}
 	inVMTimeout := max(limit-time.Minute, time.Minute)
 
-	groups, skipRe := defaultGroups, defaultSkip
+	groups, late, skipRe := defaultGroups, lateGroups, defaultSkip
 	custom := false
 	if v := os.Getenv(envRun); v != "" {
-		groups, custom = []string{v}, true
+		groups, late, custom = []string{v}, nil, true
 	}
 	if v, ok := os.LookupEnv(envSkip); ok {
 		skipRe = v
@@ -188,6 +202,10 @@ func TestCgroupV2VM(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(run, "groups"), []byte(strings.Join(groups, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(run, "groups-after"), []byte(strings.Join(late, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	all := append(slices.Clone(groups), late...) // e2e-N.out, in the order init numbers them
 
 	console := filepath.Join(dir, "console.log")
 	qemuLog := filepath.Join(dir, "qemu.log")
@@ -196,6 +214,7 @@ func TestCgroupV2VM(t *testing.T) {
 		Kernel:     kernel.Image,
 		Initramfs:  img.Initramfs,
 		ResultsDir: run,
+		HostUsr:    "/usr",
 		ConsoleLog: console,
 		QemuLog:    qemuLog,
 		CPUs:       vmCPUs,
@@ -226,9 +245,9 @@ func TestCgroupV2VM(t *testing.T) {
 	for name, r := range parseResults(string(notifyOut)) {
 		results["notify:"+name] = r
 	}
-	for i := range groups {
+	for i := range all {
 		o, _ := os.ReadFile(filepath.Join(run, fmt.Sprintf("e2e-%d.out", i+1)))
-		fmt.Fprintf(&out, "### group %d: -test.run %s\n%s", i+1, groups[i], o)
+		fmt.Fprintf(&out, "### group %d: -test.run %s\n%s", i+1, all[i], o)
 		maps.Copy(results, parseResults(string(o)))
 	}
 	fail := func(format string, args ...any) {
@@ -249,6 +268,9 @@ func TestCgroupV2VM(t *testing.T) {
 		summary = append(summary, name+" "+results[name])
 	}
 	t.Logf("e2e results in the cgroup v2 VM (%s):\n%s", kernel.Version, strings.Join(summary, "\n"))
+	// The matrix's section is written whatever else failed in the VM, as
+	// long as TestConsumers itself passed.
+	writeConsumersV2(t, run, results["TestConsumers"])
 	if c := strings.TrimSpace(string(code)); c != "0" {
 		fail("the e2e tests failed in the VM (exit status %s)", c)
 	}
@@ -266,6 +288,41 @@ func TestCgroupV2VM(t *testing.T) {
 	} else if len(results) == 0 {
 		fail("no test ran in the VM for %s=%q", envRun, groups[0])
 	}
+}
+
+// writeConsumersV2 puts the consumer matrix's cgroup v2 section, which
+// TestConsumers wrote in the VM, into the document $SECCOMPAGENT_CONSUMERS_MD
+// names (`make consumers`), keeping its cgroup v1 section, if TestConsumers
+// passed there (result). Unset, nothing is written.
+func writeConsumersV2(t *testing.T, run, result string) {
+	t.Helper()
+	path, err := harness.ConsumersMDPath()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if path == "" {
+		return
+	}
+	if result != "PASS" {
+		t.Errorf("%s is set but TestConsumers is %q in the VM (does %s select it?): %s keeps its %s section",
+			harness.EnvConsumersMD, result, envRun, path, harness.SectionCgroupV2)
+		return
+	}
+	doc, err := os.ReadFile(filepath.Join(run, "consumers.md"))
+	if err == nil {
+		if _, ok := harness.SectionBody(string(doc), harness.SectionCgroupV2); !ok {
+			err = fmt.Errorf("no %s section in it", harness.SectionCgroupV2)
+		}
+	}
+	if err == nil {
+		err = harness.WriteConsumersDoc(path, string(doc), harness.SectionCgroupV1)
+	}
+	if err != nil {
+		t.Errorf("the VM's consumers.md: %v", err)
+		return
+	}
+	t.Logf("wrote the %s section of %s", harness.SectionCgroupV2, path)
 }
 
 var resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
