@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,18 +47,12 @@ func gone(err error) bool {
 	return errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ESRCH)
 }
 
-// rawPread reads from offset 0 without entering the Go scheduler's
-// syscall state, retrying on EINTR: only for reads that cannot block.
-func rawPread(fd int, buf []byte) (int, error) {
+// pread reads from offset 0, retrying on EINTR.
+func pread(fd int, buf []byte) (int, error) {
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_PREAD64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
-		switch e {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		default:
-			return 0, e
+		n, err := unix.Pread(fd, buf, 0)
+		if err != unix.EINTR {
+			return n, err
 		}
 	}
 }

@@ -77,11 +77,9 @@ func (lf liveFile) counter() (uint64, bool) {
 		return 0, false
 	}
 	// One pread: a kernfs file renders the whole value into a buffer
-	// larger than it, so a short read is the end of the file. Raw: a
-	// counter's read takes no lock that could block (it never sleeps
-	// for long), so the Go scheduler need not be told.
+	// larger than it, so a short read is the end of the file.
 	var buf [32]byte
-	n, err := rawPread(f.fd, buf[:])
+	n, err := pread(f.fd, buf[:])
 	openFiles.release(f, gone(err))
 	if err != nil || n == len(buf) {
 		return 0, false
