@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -418,11 +417,14 @@ func TestLXCFSLoadAverage(t *testing.T) {
 			if host1 < idle1+0.1 {
 				t.Errorf("host load1 %.2f is not above the idle container's %.2f: the host was not loaded", host1, idle1)
 			}
-			// sysinfo and LXCFS's file agree on the busy container's load.
+			// sysinfo and LXCFS's file agree on each container's load,
+			// read back to back by one program. busybox uptime and cat
+			// ran as two processes, with one of LXCFS's or the agent's
+			// 5 s samples possibly in between (LXCFS's sampler, busy
+			// with every cgroup it ever served, was seen a whole 10 s
+			// late in CI): they are shown, not compared.
 			if f := strings.Fields(busySec[lxLoadavg]); len(f) < 1 {
 				t.Errorf("no /proc/loadavg output")
-			} else if fl, _ := strconv.ParseFloat(f[0], 64); math.Abs(fl-busy1) > 0.1 {
-				t.Errorf("busy container: uptime load1 %.2f, LXCFS /proc/loadavg %.2f: more than 0.1 apart", busy1, fl)
 			}
 			for name, sec := range map[string]map[string]string{"busy": busySec, "idle": idleSec} {
 				if err := loadsAgree(sec[cmdMuslProbe]); err != nil {
