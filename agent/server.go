@@ -556,6 +556,7 @@ func (s *Server) newLoop(key uint64, fd int, c *notify.Container, slot int, log 
 	loop := &notify.Loop{Fd: fd, Container: c, Registry: reg, Kernel: kern, Log: log,
 		Receivers: receiversPerListener, Budget: s.budgets.acquire(c.ID, c.InitPid, s.reader)}
 	loop.Observe = s.observeLoop(loop, log)
+	loop.Later = func() { s.reader.Renew(c.InitPid) }
 	if !syncWake {
 		s.pollerOnce.Do(func() {
 			var err error

@@ -44,6 +44,7 @@ type Reader struct {
 	cpuTasks    taskcache.Cache[*cpuEntry]
 	memByCgroup byCgroup[*memEntry]
 	cpuByCgroup byCgroup[*cpuEntry]
+	renew       renewals
 }
 
 // NewReader reads procRoot/self/mountinfo (the agent's own view of the
@@ -451,7 +452,8 @@ func (r *Reader) CPU(pid int) (CPU, error) { return r.ThreadCPU(pid, 0) }
 // unknown), reusing what the thread's cgroups resolved to (task.go).
 func (r *Reader) ThreadCPU(pid, scope int) (CPU, error) {
 	key := taskcache.Key{Tid: pid, Scope: scope}
-	if e, ok := r.cpuTasks.Get(key, r.memberLifetime()); ok && scope > 0 && r.usable(e.stamp, e.made) {
+	if e, age, ok := r.cpuTasks.GetAged(key, r.memberLifetime()); ok && scope > 0 && r.usable(e.stamp, e.made) {
+		r.renewIfDue(key, age)
 		return e.cpu, nil
 	}
 	text, err := r.cgroupText(pid)
@@ -466,7 +468,7 @@ func (r *Reader) ThreadCPU(pid, scope int) (CPU, error) {
 	if err != nil {
 		return CPU{}, err
 	}
-	e := &cpuEntry{stamp: r.stampFor(pid, lines, "cpu", "cpuset"), made: time.Now()}
+	e := &cpuEntry{text: text, stamp: r.stampFor(pid, lines, "cpu", "cpuset"), made: time.Now()}
 	if e.cpu, err = r.cpu(pid, lines, e.stamp != nil); err != nil {
 		return e.cpu, err
 	}
@@ -690,8 +692,9 @@ func (r *Reader) Memory(pid int) (Memory, error) {
 // is a NoControllerError in pidsErr, separate from err.
 func (r *Reader) MemoryAndPids(pid, scope int) (m Memory, p Pids, pidsErr, err error) {
 	key := taskcache.Key{Tid: pid, Scope: scope}
-	if e, ok := r.memTasks.Get(key, r.memberLifetime()); ok && scope > 0 && r.usable(e.stamp, e.made) {
+	if e, age, ok := r.memTasks.GetAged(key, r.memberLifetime()); ok && scope > 0 && r.usable(e.stamp, e.made) {
 		if m, p, ok := r.sample(e); ok {
+			r.renewIfDue(key, age)
 			return m, p, e.pidsErr, nil
 		}
 	}
@@ -709,7 +712,7 @@ func (r *Reader) MemoryAndPids(pid, scope int) (m Memory, p Pids, pidsErr, err e
 	if err != nil {
 		return m, p, nil, err
 	}
-	e := &memEntry{stamp: r.stampFor(pid, lines, "memory", "pids"), made: time.Now()}
+	e := &memEntry{text: text, stamp: r.stampFor(pid, lines, "memory", "pids"), made: time.Now()}
 	e.live.uncached = e.stamp != nil
 	if m, err = r.memory(pid, lines, &e.live); err != nil {
 		return m, p, nil, err

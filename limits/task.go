@@ -120,6 +120,8 @@ type memLive struct {
 
 // memEntry is one thread's memory and pids resolution.
 type memEntry struct {
+	// text is the /proc/<tid>/cgroup it was resolved for.
+	text string
 	// stamp, when the watcher could watch every directory read, keeps
 	// the entry good past limitTTL until one of them is written to.
 	stamp    *stamp
@@ -168,6 +170,7 @@ func (e *memEntry) current() bool { return e.stamp.valid() }
 
 // cpuEntry is one thread's CPU resolution.
 type cpuEntry struct {
+	text  string // the /proc/<tid>/cgroup it was resolved for
 	stamp *stamp
 	made  time.Time
 	cpu   CPU

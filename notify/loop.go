@@ -94,7 +94,11 @@ type Loop struct {
 	// Observe, if set, is called after each response (from the loop's
 	// goroutine: it must not block).
 	Observe func(Outcome)
-	Log     *logrus.Entry
+	// Later, if set, is called by a receiver after each answer is sent,
+	// before it waits again: work the caller need not wait for (it is
+	// charged to Budget like the answer).
+	Later func()
+	Log   *logrus.Entry
 	// Receivers bounds how many notifications of this listener are
 	// answered at once (default 1; helpers need Kernel.Poll).
 	Receivers int
@@ -289,6 +293,9 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 		}
 		l.Answer(&p)
 		l.inflight.Add(-1)
+		if l.Later != nil {
+			l.Later()
+		}
 		// The CPU clock is read at most every chargeEvery (it is a
 		// syscall, not vDSO): the charge is the same, in fewer and
 		// larger pieces.

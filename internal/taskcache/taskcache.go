@@ -30,14 +30,30 @@ type item[V any] struct {
 
 // Get returns k's value if it was put less than ttl ago.
 func (c *Cache[V]) Get(k Key, ttl time.Duration) (V, bool) {
+	v, _, ok := c.GetAged(k, ttl)
+	return v, ok
+}
+
+// GetAged is Get, and also says how long ago the value was put.
+func (c *Cache[V]) GetAged(k Key, ttl time.Duration) (v V, age time.Duration, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	it, ok := c.m[k]
-	if !ok || time.Since(it.at) >= ttl {
-		var zero V
-		return zero, false
+	if ok {
+		age = time.Since(it.at)
 	}
-	return it.v, true
+	if !ok || age >= ttl {
+		var zero V
+		return zero, 0, false
+	}
+	return it.v, age, true
+}
+
+// Delete forgets k.
+func (c *Cache[V]) Delete(k Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
 }
 
 // Put stores v for k, now.
