@@ -20,8 +20,8 @@
 // answers up to Loop.Receivers notifications of one listener at once; a
 // container's Budget bounds the agent CPU its calls take to its own quota
 // (beyond it the calls wait in the kernel's queue, never fail); without
-// synchronous wake-up idle listeners wait in one shared epoll Poller rather
-// than a thread each.
+// synchronous wake-up idle listeners wait in the Go runtime's poller (the
+// Poller) rather than a thread each.
 //
 // It must never hand the raw listener fd to a handler, never answer with an
 // errno the real syscall could not return, and never spin on a dead fd.

@@ -87,6 +87,18 @@ func child(mode string) int {
 		}
 		io.ReadAll(os.Stdin)
 		return 0
+	case "sparse":
+		// Calls further apart than a loop stays hot: each finds its
+		// listener parked. Then wait for the parent's word (stdin).
+		for range 3 {
+			time.Sleep(120 * time.Millisecond)
+			var si [sysinfo.NativeSize]byte
+			if _, errno := call("sysinfo", unix.SYS_SYSINFO, uintptr(unsafe.Pointer(&si[0])), 0, 0); errno != 0 {
+				return 23
+			}
+		}
+		io.ReadAll(os.Stdin)
+		return 0
 	case "calls":
 	default:
 		if n, ok := strings.CutPrefix(mode, "bench:"); ok {

@@ -160,9 +160,6 @@ func (l *Loop) Run() error {
 	l.finished.Store(true)
 	l.wakeAll()
 	l.helpers.Wait()
-	if l.parks() {
-		l.Poller.Forget(l.Fd)
-	}
 	return err
 }
 
@@ -171,7 +168,7 @@ func (l *Loop) Run() error {
 // returns at once; Run's return says when the loop has stopped. Threads
 // blocked in poll, or in RECV before Linux 6.6 (down_interruptible), are
 // woken with SIGURG, which the Go runtime tolerates at any time and which
-// makes both return EINTR; a loop parked in the Poller is woken by quit.
+// makes both return EINTR; a loop parked in the Poller is woken by Poller.Wake.
 // From 6.6 on RECV waits with ERESTARTSYS, which the runtime's SA_RESTART
 // handlers turn into a restart: such a receiver stays blocked, holding
 // nothing (see Busy), and the process may exit under it.
@@ -183,6 +180,9 @@ func (l *Loop) Stop() {
 
 func (l *Loop) wakeAll() {
 	l.quitOnce.Do(func() { close(l.quit) })
+	if l.Poller != nil {
+		l.Poller.Wake(l.Fd)
+	}
 	l.tmu.Lock()
 	defer l.tmu.Unlock()
 	for tid := range l.tids {
@@ -209,7 +209,7 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 	// thread, so the goroutine must stay on it. A primary that parks in
 	// the Poller never blocks without bound (poll for hotFor, a RECV
 	// after a poll that saw a notification, the Poller's wait ends with
-	// quit) and keeps no thread of its own.
+	// Stop) and keeps no thread of its own.
 	locked := helper || !l.parks()
 	if locked {
 		runtime.LockOSThread()

@@ -5,133 +5,114 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Poller waits for many idle listeners with one epoll fd, for loops on
-// the path of kernels without synchronous wake-up (Kernel.WaitReadable
-// set): there every RECV follows a poll anyway, so an idle listener need not
-// keep a thread blocked in poll(2) of its own. A loop parks its listener
-// here after hotFor without a notification; a thousand idle containers then
-// cost no thread at all (the epoll fd waits in the Go runtime's poller).
+// Poller holds idle listeners for loops on the path of kernels without
+// synchronous wake-up (Kernel.WaitReadable set): there every RECV follows a
+// poll anyway, so an idle listener need not keep a thread blocked in
+// poll(2) of its own. A loop parks its listener here after hotFor without a
+// notification; a thousand idle containers then cost no thread at all.
+//
+// A parked listener waits in the Go runtime's own poller, registered there
+// through a duplicate of its fd for as long as it is parked. The thread
+// that finds it ready then runs the loop's goroutine at once: no goroutine
+// of ours hands it on (that hand-off made the runtime wake another CPU on
+// every call of an idle container), and a listener that is not parked
+// never wakes the runtime's poller while its loop receives on a thread of
+// its own.
 //
 // With synchronous wake-up a loop does not use it: the kernel hands the
 // trapped thread's CPU only to a receiver already asleep in RECV, so that
 // path keeps one thread per listener (see KernelFor).
 type Poller struct {
-	epfd int
-	// rc waits for the epoll fd in the Go runtime's own poller, so that
-	// the thread that finds a listener ready also runs its loop (a
-	// thread of our own blocked in epoll_wait would have to wake another
-	// one for it: one more cross-CPU wake-up on every call of an idle
-	// container).
-	rc syscall.RawConn
-
-	mu      sync.Mutex
-	waiters map[int32]chan uint32 // fd -> where its next event goes
+	mu     sync.Mutex
+	parked map[int]*os.File // listener fd -> its registration while parked
 }
 
 // hotFor is how long a loop keeps polling its listener on a thread of its
 // own after a notification before it parks it in the Poller: callers that
-// call again soon (a loop, a burst) skip the Poller's hand-off.
+// call again soon (a loop, a burst) skip parking.
 const hotFor = 50 // ms
 
-// NewPoller starts the Poller. It lives as long as the process.
+// NewPoller returns a Poller.
 func NewPoller() (*Poller, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
-	}
-	// Non-blocking, so that os.NewFile hands it to the runtime's poller
-	// (an epoll fd is itself pollable: readable while it has events).
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("epoll fd non-blocking: %w", err)
-	}
-	rc, err := os.NewFile(uintptr(epfd), "seccomp-listener-poller").SyscallConn()
-	if err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	p := &Poller{epfd: epfd, rc: rc, waiters: map[int32]chan uint32{}}
-	go p.run()
-	return p, nil
-}
-
-func (p *Poller) run() {
-	events := make([]unix.EpollEvent, 128)
-	for {
-		var n int
-		var err error
-		rerr := p.rc.Read(func(fd uintptr) bool {
-			n, err = unix.EpollWait(int(fd), events, 0)
-			return err != nil || n > 0 // false: wait until it is readable
-		})
-		if rerr != nil {
-			panic(fmt.Sprintf("seccompagent: waiting for the listener poller: %v", rerr))
-		}
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			panic(fmt.Sprintf("seccompagent: epoll_wait on the listener poller: %v", err))
-		}
-		p.mu.Lock()
-		for _, ev := range events[:n] {
-			if ch := p.waiters[ev.Fd]; ch != nil {
-				delete(p.waiters, ev.Fd)
-				ch <- ev.Events // buffered: never blocks
-			}
-		}
-		p.mu.Unlock()
-	}
+	return &Poller{parked: map[int]*os.File{}}, nil
 }
 
 // Wait blocks until fd has a notification or hung up (EPOLLHUP: every task
-// using the filter is gone), or quit is closed (woken=false). One waiter per
-// fd at a time.
+// using the filter is gone), or quit is closed and Wake(fd) called
+// (woken=false). One waiter per fd at a time.
 func (p *Poller) Wait(fd int, quit <-chan struct{}) (hup, woken bool, err error) {
-	ch := make(chan uint32, 1)
-	p.mu.Lock()
-	p.waiters[int32(fd)] = ch
-	p.mu.Unlock()
-	// One-shot: the registration fires once and stays disarmed until the
-	// next Wait arms it again, so a busy listener never wakes this thread
-	// while its loop is receiving on a thread of its own.
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
-	err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
-	if errors.Is(err, unix.ENOENT) {
-		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
-	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		p.drop(fd, ch)
-		return false, false, fmt.Errorf("epoll_ctl: %w", err)
+		return false, false, fmt.Errorf("dup seccomp listener: %w", err)
 	}
+	// O_NONBLOCK belongs to the open file, which the listener's other fds
+	// share: RECV, SEND and ID_VALID do not look at it (they block, or
+	// not, the same either way), and poll(2) does not either. The runtime
+	// registers only a non-blocking fd in its poller.
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return false, false, fmt.Errorf("seccomp listener non-blocking: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "seccomp-listener")
+	// Closing it removes the registration (the runtime deletes it from
+	// its epoll set; the listener's other fds keep the open file alive,
+	// so a close alone would not).
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false, false, err
+	}
+	p.mu.Lock()
+	p.parked[fd] = f
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		if p.parked[fd] == f {
+			delete(p.parked, fd)
+		}
+		p.mu.Unlock()
+	}()
 	select {
-	case rev := <-ch:
-		return rev&unix.EPOLLIN == 0 && rev&(unix.EPOLLHUP|unix.EPOLLERR) != 0, true, nil
-	case <-quit:
-		p.drop(fd, ch)
+	case <-quit: // Wake may have come before the registration
 		return false, false, nil
+	default:
 	}
+	var revents int16
+	var perr error
+	rerr := rc.Read(func(fd uintptr) bool {
+		// The runtime's poller reports edges; the listener's state is
+		// what poll says now (a notification queued before the
+		// registration included).
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 0)
+		for err == unix.EINTR {
+			n, err = unix.Poll(pfd, 0)
+		}
+		perr, revents = err, pfd[0].Revents
+		return err != nil || n > 0
+	})
+	switch {
+	case errors.Is(rerr, os.ErrDeadlineExceeded):
+		return false, false, nil
+	case rerr != nil:
+		return false, false, fmt.Errorf("wait for seccomp listener: %w", rerr)
+	case perr != nil:
+		return false, false, fmt.Errorf("poll seccomp listener: %w", perr)
+	}
+	return revents&unix.POLLIN == 0 && revents&(unix.POLLHUP|unix.POLLERR) != 0, true, nil
 }
 
-func (p *Poller) drop(fd int, ch chan uint32) {
+// Wake ends the Wait of fd, if any, with woken=false; the loop closes its
+// quit channel first.
+func (p *Poller) Wake(fd int) {
 	p.mu.Lock()
-	if p.waiters[int32(fd)] == ch {
-		delete(p.waiters, int32(fd))
+	defer p.mu.Unlock()
+	if f := p.parked[fd]; f != nil {
+		_ = f.SetReadDeadline(time.Unix(1, 0))
 	}
-	p.mu.Unlock()
-}
-
-// Forget removes fd from the epoll set; call it before fd is closed. (An
-// epoll registration outlives the fd while another process, such as the
-// holder, keeps the same open file, and the fd number may be reused.)
-func (p *Poller) Forget(fd int) {
-	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-	p.mu.Lock()
-	delete(p.waiters, int32(fd))
-	p.mu.Unlock()
 }

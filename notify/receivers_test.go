@@ -198,3 +198,61 @@ func TestKernelStopHandsOver(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelPollerParks: a listener whose calls come further apart than
+// hotFor is parked in the Poller between them; every call still reaches
+// the handler, a hang-up of a parked listener ends the loop, so does Stop,
+// and no fd or goroutine is left behind.
+func TestKernelPollerParks(t *testing.T) {
+	poller, err := notify.NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, end := range []string{"hang-up", "stop"} {
+		t.Run(end, func(t *testing.T) {
+			fdsBefore, goroutinesBefore := openFds(t), runtime.NumGoroutine()
+			var calls atomic.Int32
+			reg := notify.NewRegistry()
+			if err := reg.Register("sysinfo", notify.HandlerFunc(func(*notify.Request) notify.Response {
+				calls.Add(1)
+				return notify.Continue()
+			})); err != nil {
+				t.Fatal(err)
+			}
+			c := startChild(t, "sparse")
+			loop := &notify.Loop{Fd: c.fd, Container: &notify.Container{ID: "test"}, Registry: reg,
+				Kernel: notify.KernelFor(false), Log: testLog(), Poller: poller}
+			done := make(chan error, 1)
+			go func() { done <- loop.Run() }()
+			for calls.Load() < 3 {
+				select {
+				case err := <-done:
+					t.Fatalf("loop ended after %d calls: %v", calls.Load(), err)
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			// The child waits for stdin now, its listener parked.
+			time.Sleep(100 * time.Millisecond)
+			if end == "stop" {
+				loop.Stop()
+				select {
+				case err := <-done:
+					if err != notify.ErrStopped {
+						t.Fatalf("Run after Stop = %v, want ErrStopped", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("Stop did not end a loop parked in the Poller")
+				}
+			}
+			c.stdin.Close()
+			if err := c.cmd.Wait(); err != nil {
+				t.Fatalf("child: %v", err)
+			}
+			if end == "hang-up" {
+				waitLoop(t, done)
+			}
+			unix.Close(c.fd)
+			checkLeaks(t, fdsBefore, goroutinesBefore)
+		})
+	}
+}
