@@ -201,8 +201,9 @@ func TestKernelStopHandsOver(t *testing.T) {
 
 // TestKernelPollerParks: a listener whose calls come further apart than
 // hotFor is parked in the Poller between them; every call still reaches
-// the handler, a hang-up of a parked listener ends the loop, so does Stop,
-// and no fd or goroutine is left behind.
+// the handler (and Later after each answer), a hang-up of a parked
+// listener ends the loop, so does Stop, and no fd or goroutine is left
+// behind.
 func TestKernelPollerParks(t *testing.T) {
 	poller, err := notify.NewPoller()
 	if err != nil {
@@ -211,7 +212,7 @@ func TestKernelPollerParks(t *testing.T) {
 	for _, end := range []string{"hang-up", "stop"} {
 		t.Run(end, func(t *testing.T) {
 			fdsBefore, goroutinesBefore := openFds(t), runtime.NumGoroutine()
-			var calls atomic.Int32
+			var calls, later atomic.Int32
 			reg := notify.NewRegistry()
 			if err := reg.Register("sysinfo", notify.HandlerFunc(func(*notify.Request) notify.Response {
 				calls.Add(1)
@@ -222,6 +223,11 @@ func TestKernelPollerParks(t *testing.T) {
 			c := startChild(t, "sparse")
 			loop := &notify.Loop{Fd: c.fd, Container: &notify.Container{ID: "test"}, Registry: reg,
 				Kernel: notify.KernelFor(false), Log: testLog(), Poller: poller}
+			loop.Later = func() {
+				if later.Add(1) > calls.Load() {
+					t.Errorf("Later ran before its call was answered")
+				}
+			}
 			done := make(chan error, 1)
 			go func() { done <- loop.Run() }()
 			for calls.Load() < 3 {
@@ -252,6 +258,9 @@ func TestKernelPollerParks(t *testing.T) {
 				waitLoop(t, done)
 			}
 			unix.Close(c.fd)
+			if later.Load() != 3 {
+				t.Errorf("Later ran %d times for 3 answers", later.Load())
+			}
 			checkLeaks(t, fdsBefore, goroutinesBefore)
 		})
 	}
