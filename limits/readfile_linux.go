@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -117,17 +118,64 @@ var maxOpenFiles = sync.OnceValue(func() int {
 // fixtures) could be replaced by a rename and is never kept.
 var openFiles = fileTable{m: map[string]*openFile{}}
 
+// openFile is one kept-open file. A reader pins it for the length of a
+// read; a file taken out of the table (evicted, idle, or gone) is closed
+// by whoever unpins it last, so a read never meets a closed or reused fd.
+// Pinning is two atomic operations, no lock: a call's counters go through
+// it on every call.
 type openFile struct {
+	path string
 	fd   int
-	refs int  // readers using fd right now
-	dead bool // evicted or gone: close when the last reader is done
-	used time.Time
+	pins atomic.Int32 // readers using fd now; -1 once fd is closed
+	dead atomic.Bool  // out of the table: close when the last reader is done
+	used atomic.Int64 // the fileTable's tick at the last pin
+}
+
+// pin makes fd safe to read until unpin; false once f is out of the table.
+func (f *openFile) pin() bool {
+	for {
+		n := f.pins.Load()
+		if n < 0 {
+			return false
+		}
+		if f.pins.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	if f.dead.Load() {
+		f.unpin()
+		return false
+	}
+	f.used.Store(openFiles.tick.Load())
+	return true
+}
+
+func (f *openFile) unpin() {
+	if f.pins.Add(-1) == 0 && f.dead.Load() {
+		f.closeIfUnpinned()
+	}
+}
+
+// kill marks f out of the table (the caller removed it) and closes it
+// unless a reader has it pinned.
+func (f *openFile) kill() {
+	f.dead.Store(true)
+	f.closeIfUnpinned()
+}
+
+func (f *openFile) closeIfUnpinned() {
+	if f.pins.CompareAndSwap(0, -1) {
+		unix.Close(f.fd)
+	}
 }
 
 type fileTable struct {
 	mu      sync.Mutex
 	m       map[string]*openFile
 	sweeper sync.Once
+	// tick counts the sweeper's seconds: a pin records it instead of
+	// reading the clock.
+	tick atomic.Int64
 }
 
 // idleClose is how long a kept file may go unread before it is closed: the
@@ -135,13 +183,13 @@ type fileTable struct {
 // a few seconds, while a caller of one call a second keeps its files open.
 const idleClose = 3 * time.Second
 
+// get returns the file kept open under path, pinned, or nil.
 func (t *fileTable) get(path string) *openFile {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	f := t.m[path]
-	if f != nil {
-		f.refs++
-		f.used = time.Now()
+	t.mu.Unlock()
+	if f == nil || !f.pin() {
+		return nil
 	}
 	return f
 }
@@ -156,36 +204,30 @@ func (t *fileTable) peek(path string) *openFile {
 // sweep closes, once a second, the files nobody read for idleClose.
 func (t *fileTable) sweep() {
 	for range time.Tick(time.Second) {
-		now := time.Now()
+		now := t.tick.Add(1)
 		t.mu.Lock()
 		for p, f := range t.m {
-			if now.Sub(f.used) >= idleClose {
+			if time.Duration(now-f.used.Load())*time.Second >= idleClose {
 				delete(t.m, p)
-				f.dead = true
-				if f.refs == 0 {
-					unix.Close(f.fd)
-				}
+				f.kill()
 			}
 		}
 		t.mu.Unlock()
 	}
 }
 
+// release unpins f after a read; drop takes it out of the table (its
+// cgroup or task is gone).
 func (t *fileTable) release(f *openFile, drop bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if drop && !f.dead {
-		f.dead = true
-		for p, g := range t.m {
-			if g == f {
-				delete(t.m, p)
-				break
-			}
+	if drop && !f.dead.Load() {
+		t.mu.Lock()
+		if t.m[f.path] == f {
+			delete(t.m, f.path)
 		}
+		t.mu.Unlock()
+		f.dead.Store(true)
 	}
-	if f.refs--; f.refs == 0 && f.dead {
-		unix.Close(f.fd)
-	}
+	f.unpin()
 }
 
 // add keeps fd open under path if it is on a kernel filesystem; it reports
@@ -211,16 +253,15 @@ func (t *fileTable) add(path string, fd int) bool {
 		n := 0
 		for p, g := range t.m {
 			delete(t.m, p)
-			g.dead = true
-			if g.refs == 0 {
-				unix.Close(g.fd)
-			}
+			g.kill()
 			if n++; n == 64 {
 				break
 			}
 		}
 	}
-	t.m[path] = &openFile{fd: fd, used: time.Now()}
+	f := &openFile{path: path, fd: fd}
+	f.used.Store(t.tick.Load())
+	t.m[path] = f
 	t.sweeper.Do(func() { go t.sweep() })
 	return true
 }

@@ -5,7 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/seccompagent/seccompagent/test/testenv"
@@ -103,5 +106,48 @@ func TestReadFileKeptOpen(t *testing.T) {
 	if f := openFiles.get(reg); f != nil {
 		openFiles.release(f, false)
 		t.Fatal("a regular file was kept open")
+	}
+}
+
+// TestOpenFilePins: readers pinning a kept file while it is taken out of
+// the table never read a closed fd, and the fd is closed exactly once,
+// by whoever unpins it last; a file out of the table cannot be pinned.
+func TestOpenFilePins(t *testing.T) {
+	for round := range 200 {
+		fd, err := unix.Open("/proc/self/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &openFile{path: fmt.Sprintf("pins-%d", round), fd: fd}
+		var wg sync.WaitGroup
+		var bad, reads atomic.Int32
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var buf [64]byte
+				for f.pin() {
+					if _, err := unix.Pread(f.fd, buf[:], 0); err != nil {
+						bad.Add(1)
+					}
+					reads.Add(1)
+					f.unpin()
+				}
+			}()
+		}
+		for reads.Load() < 400 {
+			runtime.Gosched()
+		}
+		f.kill()
+		wg.Wait()
+		if bad.Load() != 0 {
+			t.Fatalf("round %d: %d reads of a pinned fd failed", round, bad.Load())
+		}
+		if f.pins.Load() != -1 {
+			t.Fatalf("round %d: pins %d after every reader left a killed file: not closed", round, f.pins.Load())
+		}
+		if f.pin() {
+			t.Fatalf("round %d: a closed file was pinned", round)
+		}
 	}
 }

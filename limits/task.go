@@ -65,15 +65,8 @@ func liveFileOf(l level, name string) liveFile {
 // the same open file the resolution read (closed for idleness, or reopened
 // because its cgroup went away), cannot be read or holds no number.
 func (lf liveFile) counter() (uint64, bool) {
-	if lf.of == nil {
-		return 0, false
-	}
-	f := openFiles.get(lf.path)
-	if f == nil {
-		return 0, false
-	}
-	if f != lf.of {
-		openFiles.release(f, false)
+	f := lf.of
+	if f == nil || !f.pin() {
 		return 0, false
 	}
 	// One pread: a kernfs file renders the whole value into a buffer
@@ -90,15 +83,8 @@ func (lf liveFile) counter() (uint64, bool) {
 
 // read reads the file afresh; ok=false as for counter.
 func (lf liveFile) read() (b []byte, ok bool) {
-	if lf.of == nil {
-		return nil, false
-	}
-	f := openFiles.get(lf.path)
-	if f == nil {
-		return nil, false
-	}
-	if f != lf.of {
-		openFiles.release(f, false)
+	f := lf.of
+	if f == nil || !f.pin() {
 		return nil, false
 	}
 	b, err := preadAll(f.fd, lf.path)
