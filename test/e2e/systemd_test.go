@@ -137,10 +137,26 @@ func (s *fakeSystemd) start(bin, socket, logPath string) *exec.Cmd {
 	var files []*os.File
 	var names []string
 	for _, f := range s.store {
-		files = append(files, os.NewFile(uintptr(f.fd), f.name))
+		// The store keeps owning f.fd: the child gets a duplicate,
+		// closed below once it is started. (An *os.File made on f.fd
+		// itself would close that number whenever the garbage collector
+		// finalized it, long after, whatever the number then named: it
+		// once was another test's agent pidfd, whose SIGTERM and
+		// SIGKILL then went nowhere.)
+		dup, err := unix.FcntlInt(uintptr(f.fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			s.mu.Unlock()
+			s.t.Fatal(err)
+		}
+		files = append(files, os.NewFile(uintptr(dup), f.name))
 		names = append(names, f.name)
 	}
 	s.mu.Unlock()
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		s.t.Fatal(err)

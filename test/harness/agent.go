@@ -203,17 +203,53 @@ func (a *Agent) Terminate() error {
 			return
 		default:
 		}
-		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		termErr := a.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-a.done:
 			a.stopErr = ExitError("agent exit after SIGTERM", a.waitErr)
+			return
 		case <-time.After(agentStopGrace):
-			_ = a.cmd.Process.Kill()
-			<-a.done
-			a.stopErr = fmt.Errorf("agent did not exit within %v of SIGTERM: killed", agentStopGrace)
+		}
+		// What it was doing, for the error: its threads' states and
+		// the Go runtime's stacks (SIGQUIT writes them to its log).
+		state := procState(a.cmd.Process.Pid)
+		_ = a.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-a.done:
+		case <-time.After(2 * time.Second):
+		}
+		killErr := a.cmd.Process.Kill()
+		select {
+		case <-a.done:
+			a.stopErr = fmt.Errorf("agent did not exit within %v of SIGTERM (sent: %v): stacks in its log, killed (%v); it was:\n%s", agentStopGrace, termErr, killErr, state)
+		case <-time.After(30 * time.Second):
+			a.stopErr = fmt.Errorf("agent did not exit within %v of SIGTERM (sent: %v), nor 30 s after SIGKILL (sent: %v); it was:\n%s\nnow:\n%s", agentStopGrace, termErr, killErr, state, procState(a.cmd.Process.Pid))
 		}
 	})
 	return a.stopErr
+}
+
+// procState is pid's state and each thread's, with where it waits.
+func procState(pid int) string {
+	var b strings.Builder
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(st), "\n") {
+			if strings.HasPrefix(line, "State:") || strings.HasPrefix(line, "SigPnd:") || strings.HasPrefix(line, "ShdPnd:") {
+				fmt.Fprintln(&b, line)
+			}
+		}
+	}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/wchan", pid, t.Name()))
+		state := "?"
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+			state = string(stat[i+2])
+		}
+		fmt.Fprintf(&b, "thread %s %s %s\n", t.Name(), state, wchan)
+	}
+	return b.String()
 }
 
 // ExitError treats a clean exit and death by SIGTERM as success, and
