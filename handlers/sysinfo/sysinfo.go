@@ -42,14 +42,10 @@ var RealHost = Host{
 		err := unix.Sysinfo(&si)
 		return si, err
 	},
-	Boottime: func() (time.Duration, error) {
-		var ts unix.Timespec
-		if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-			return 0, err
-		}
-		return time.Duration(ts.Nano()), nil
-	},
+	Boottime: realBoot.now,
 }
+
+var realBoot bootClock
 
 // Handler answers sysinfo(2) for one container.
 type Handler struct {
