@@ -349,10 +349,19 @@ func (l *Loop) next(helper bool, n *notif, park func()) (got, hup bool, err erro
 			park()
 			var woken bool
 			hup, woken, err = l.Poller.Wait(l.Fd, l.quit)
-			if err == nil && !woken {
+			switch {
+			case errors.Is(err, ErrNoPark):
+				// No fd to park with: wait here instead, hotFor
+				// at a time, looking at the loop's state between.
+				readable, hup, err = l.poll(hotFor)
+				if err == nil && !readable && !hup {
+					return false, false, nil
+				}
+			case err == nil && !woken:
 				return false, false, nil // quit
+			default:
+				readable = err == nil && !hup
 			}
-			readable = err == nil && !hup
 		}
 		l.hot = readable
 	default:

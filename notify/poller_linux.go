@@ -37,6 +37,13 @@ type Poller struct {
 // call again soon (a loop, a burst) skip parking.
 const hotFor = 50 // ms
 
+// ErrNoPark is Wait's error when the listener cannot be parked (no fd to
+// spare: EMFILE, ENFILE); the loop then waits on a thread of its own.
+var ErrNoPark = errors.New("cannot park the listener")
+
+// dupFd duplicates a listener fd (a variable for tests).
+var dupFd = func(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
+
 // NewPoller returns a Poller.
 func NewPoller() (*Poller, error) {
 	return &Poller{parked: map[int]*os.File{}}, nil
@@ -46,9 +53,9 @@ func NewPoller() (*Poller, error) {
 // using the filter is gone), or quit is closed and Wake(fd) called
 // (woken=false). One waiter per fd at a time.
 func (p *Poller) Wait(fd int, quit <-chan struct{}) (hup, woken bool, err error) {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	dup, err := dupFd(fd)
 	if err != nil {
-		return false, false, fmt.Errorf("dup seccomp listener: %w", err)
+		return false, false, fmt.Errorf("%w: dup seccomp listener: %w", ErrNoPark, err)
 	}
 	// O_NONBLOCK belongs to the open file, which the listener's other fds
 	// share: RECV, SEND and ID_VALID do not look at it (they block, or
