@@ -350,9 +350,12 @@ func (l *Loop) next(helper bool, n *notif, park func()) (got, hup bool, err erro
 			var woken bool
 			hup, woken, err = l.Poller.Wait(l.Fd, l.quit)
 			switch {
-			case errors.Is(err, ErrNoPark):
-				// No fd to park with: wait here instead, hotFor
-				// at a time, looking at the loop's state between.
+			case err != nil:
+				// It could not be parked (no fd to spare for it,
+				// ErrNoPark, or the runtime's poller refused it):
+				// wait here instead, hotFor at a time, looking at
+				// the loop's state between. A listener that fails
+				// poll(2) too is the loop's error.
 				readable, hup, err = l.poll(hotFor)
 				if err == nil && !readable && !hup {
 					return false, false, nil

@@ -38,7 +38,8 @@ type Poller struct {
 const hotFor = 50 // ms
 
 // ErrNoPark is Wait's error when the listener cannot be parked (no fd to
-// spare: EMFILE, ENFILE); the loop then waits on a thread of its own.
+// spare: EMFILE, ENFILE). On any error of Wait the loop waits on a thread
+// of its own instead.
 var ErrNoPark = errors.New("cannot park the listener")
 
 // dupFd duplicates a listener fd (a variable for tests).
