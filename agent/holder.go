@@ -214,7 +214,8 @@ func (h *holder) loop() error {
 		for _, it := range h.items {
 			if it.kind == kindListener {
 				// Events 0: only POLLHUP/POLLERR are reported, never the
-				// POLLIN of a pending notification (that is the agent's).
+				// POLLIN of a pending notification (that is the agent's);
+				// only POLLHUP says the container is gone.
 				pfds = append(pfds, unix.PollFd{Fd: int32(it.fd)})
 				watched = append(watched, it)
 			}
@@ -239,7 +240,7 @@ func (h *holder) loop() error {
 			h.acceptRuntime(sock.fd)
 		}
 		for i, it := range watched {
-			if pfds[first+i].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+			if notify.ListenerGone(pfds[first+i].Revents) {
 				h.drop(it.key)
 			}
 		}

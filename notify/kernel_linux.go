@@ -91,9 +91,18 @@ func pollFd(fd int, timeout int) (revents int16, err error) {
 	}
 }
 
+// ListenerGone reports a listener's poll result that means every task
+// using the filter is gone (POLLHUP), or that the fd is not one
+// (POLLNVAL). POLLERR alone does not: seccomp_notify_poll returns it when
+// taking the filter's lock was interrupted by a signal
+// (mutex_lock_interruptible), which says nothing about the listener; look
+// again.
+func ListenerGone(revents int16) bool { return revents&(unix.POLLHUP|unix.POLLNVAL) != 0 }
+
+
 func kernelHungUp(fd int) bool {
 	rev, err := pollFd(fd, 0)
-	return err == nil && rev&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+	return err == nil && ListenerGone(rev)
 }
 
 func kernelWaitReadable(fd int) (bool, error) {
@@ -104,10 +113,16 @@ func kernelWaitReadable(fd int) (bool, error) {
 		return false, err
 	}
 	rev := fds[0].Revents
-	if rev&unix.POLLIN != 0 {
+	switch {
+	case rev&unix.POLLIN != 0:
 		return false, nil
+	case ListenerGone(rev):
+		return true, nil
+	default:
+		// POLLERR alone (see ListenerGone): not readable, not gone. EINTR
+		// makes the loop look again, as after a signal.
+		return false, unix.EINTR
 	}
-	return rev&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0, nil
 }
 
 func kernelPoll(fd int, timeout int) (readable, hup bool, err error) {
@@ -119,7 +134,7 @@ func kernelPoll(fd int, timeout int) (readable, hup bool, err error) {
 	if rev&unix.POLLIN != 0 {
 		return true, false, nil
 	}
-	return false, rev&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0, nil
+	return false, ListenerGone(rev), nil
 }
 
 // EnableSyncWakeUp asks the kernel (Linux 6.6+, SECCOMP_IOCTL_NOTIF_SET_FLAGS)

@@ -361,7 +361,7 @@ func (l *Loop) next(helper bool, n *notif, park func()) (got, hup bool, err erro
 					return false, false, nil
 				}
 			case err == nil && !woken:
-				return false, false, nil // quit
+				return false, false, nil // quit, or look again
 			default:
 				readable = err == nil && !hup
 			}

@@ -51,17 +51,19 @@ func NewPoller() (*Poller, error) {
 }
 
 // Wait blocks until fd has a notification or hung up (EPOLLHUP: every task
-// using the filter is gone), or quit is closed and Wake(fd) called
-// (woken=false). One waiter per fd at a time.
+// using the filter is gone), or quit is closed and Wake(fd) called; woken is
+// false when the loop should just look at its state again. One waiter per fd
+// at a time.
 func (p *Poller) Wait(fd int, quit <-chan struct{}) (hup, woken bool, err error) {
 	dup, err := dupFd(fd)
 	if err != nil {
 		return false, false, fmt.Errorf("%w: dup seccomp listener: %w", ErrNoPark, err)
 	}
 	// O_NONBLOCK belongs to the open file, which the listener's other fds
-	// share: RECV, SEND and ID_VALID do not look at it (they block, or
-	// not, the same either way), and poll(2) does not either. The runtime
-	// registers only a non-blocking fd in its poller.
+	// share (the holder's, a next agent's) and which keeps it for good:
+	// RECV, SEND and ID_VALID do not look at it (they block, or not, the
+	// same either way), and poll(2) does not either. The runtime registers
+	// only a non-blocking fd in its poller.
 	if err := unix.SetNonblock(dup, true); err != nil {
 		unix.Close(dup)
 		return false, false, fmt.Errorf("seccomp listener non-blocking: %w", err)
@@ -112,7 +114,15 @@ func (p *Poller) Wait(fd int, quit <-chan struct{}) (hup, woken bool, err error)
 	case perr != nil:
 		return false, false, fmt.Errorf("poll seccomp listener: %w", perr)
 	}
-	return revents&unix.POLLIN == 0 && revents&(unix.POLLHUP|unix.POLLERR) != 0, true, nil
+	switch {
+	case revents&unix.POLLIN != 0:
+		return false, true, nil
+	case ListenerGone(revents):
+		return true, true, nil
+	default:
+		// POLLERR alone (see ListenerGone): the loop looks again.
+		return false, false, nil
+	}
 }
 
 // Wake ends the Wait of fd, if any, with woken=false; the loop closes its
