@@ -18,9 +18,14 @@ import (
 // the wall clock keeps its distance to the monotonic clock: the wall clock
 // runs on through a suspend and the monotonic clock does not, so a resume
 // moves that distance by the time suspended, and the offset is read again.
-// So does a step of the wall clock (needlessly, harmlessly), and, at most
-// a second apart, anything else; slewing moves it by at most 0.5 ms a
-// second, within the tolerance.
+// So does a step of the wall clock (needlessly, harmlessly; slewing moves
+// both clocks alike), and, at most a second apart, anything else.
+//
+// The offset is the kernel's reading less the midpoint of two monotonic
+// readings around it, kept only when they are at most bootOffsetWindow
+// apart (a thread descheduled in between would skew every answer of the
+// next second): answers are then within half of that of the kernel's own,
+// well inside the time any trapped call takes.
 type bootClock struct {
 	off atomic.Pointer[bootOffset]
 }
@@ -38,6 +43,7 @@ var monoBase = time.Now()
 const (
 	bootOffsetTolerance = time.Millisecond
 	bootOffsetMaxAge    = time.Second
+	bootOffsetWindow    = 20 * time.Microsecond
 )
 
 func (c *bootClock) now() (time.Duration, error) {
@@ -47,16 +53,14 @@ func (c *bootClock) now() (time.Duration, error) {
 	if o := c.off.Load(); o != nil && mono-o.at < bootOffsetMaxAge && absDuration(wall-o.wall) < bootOffsetTolerance {
 		return mono + o.boot, nil
 	}
-	// The kernel's clock between two monotonic readings: its offset is
-	// taken from their midpoint, off by at most half the syscall.
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
 		return 0, err
 	}
-	t2 := time.Now()
-	mid := (mono + t2.Sub(monoBase)) / 2
 	boot := time.Duration(ts.Nano())
-	c.off.Store(&bootOffset{boot: boot - mid, wall: wall, at: mono})
+	if after := time.Since(monoBase); after-mono <= bootOffsetWindow {
+		c.off.Store(&bootOffset{boot: boot - (mono+after)/2, wall: wall, at: mono})
+	}
 	return boot, nil
 }
 

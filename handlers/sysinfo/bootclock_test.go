@@ -39,14 +39,29 @@ func TestBootClock(t *testing.T) {
 	for range 2000 {
 		check("steady")
 	}
+	// A reading whose two monotonic readings were too far apart is not
+	// kept: read until one is.
+	fresh := func() *bootOffset {
+		t.Helper()
+		c.off.Store(nil)
+		for i := 0; c.off.Load() == nil; i++ {
+			if i == 1000 {
+				t.Fatal("no offset kept in 1000 readings: every one took over bootOffsetWindow")
+			}
+			if _, err := c.now(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c.off.Load()
+	}
 	// A suspend of an hour: the kernel's offset grew by an hour, and
 	// the wall clock moved an hour away from the monotonic one. An
 	// offset from before it, stale by an hour, must not be used.
-	o := c.off.Load()
+	o := fresh()
 	c.off.Store(&bootOffset{boot: o.boot - time.Hour, wall: o.wall - time.Hour, at: o.at})
 	check("after a resume")
 	// Within tolerance and age, the cached offset is what answers.
-	o = c.off.Load()
+	o = fresh()
 	c.off.Store(&bootOffset{boot: o.boot + time.Hour, wall: o.wall, at: o.at})
 	if got, _ := c.now(); got < kernelBoottime(t)+time.Hour-time.Second {
 		t.Fatalf("a fresh offset was not used (got %v): the clock called the kernel every time", got)
