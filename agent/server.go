@@ -523,6 +523,10 @@ func (s *Server) start(key uint64, fd int, meta listenerMeta, orphans []orphan) 
 		delete(s.attached, key)
 		s.mu.Unlock()
 		s.budgets.release(c.ID)
+		// Renewals its calls asked for and no answer will run any more:
+		// done now, they drop the entries of threads that are gone, and
+		// leave other loops' Later with nothing pending to look at.
+		s.reader.Renew(c.InitPid)
 		if c.InitPid != 0 && st.Pid != 0 {
 			s.inits.remove(c.ID, c.InitPid)
 		}

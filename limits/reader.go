@@ -453,7 +453,9 @@ func (r *Reader) CPU(pid int) (CPU, error) { return r.ThreadCPU(pid, 0) }
 func (r *Reader) ThreadCPU(pid, scope int) (CPU, error) {
 	key := taskcache.Key{Tid: pid, Scope: scope}
 	if e, age, ok := r.cpuTasks.GetAged(key, r.memberLifetime()); ok && scope > 0 && r.usable(e.stamp, e.made) {
-		r.renewIfDue(key, age)
+		if e.stamp != nil {
+			r.renewIfDue(key, age)
+		}
 		return e.cpu, nil
 	}
 	text, err := r.cgroupText(pid)
@@ -694,7 +696,9 @@ func (r *Reader) MemoryAndPids(pid, scope int) (m Memory, p Pids, pidsErr, err e
 	key := taskcache.Key{Tid: pid, Scope: scope}
 	if e, age, ok := r.memTasks.GetAged(key, r.memberLifetime()); ok && scope > 0 && r.usable(e.stamp, e.made) {
 		if m, p, ok := r.sample(e); ok {
-			r.renewIfDue(key, age)
+			if e.stamp != nil {
+				r.renewIfDue(key, age)
+			}
 			return m, p, e.pidsErr, nil
 		}
 	}

@@ -31,7 +31,9 @@ type renewals struct {
 // never calls Renew: explain, tests); beyond it entries expire as before.
 const maxRenewals = 4096
 
-// renewIfDue asks for k's renewal when its entry is age old.
+// renewIfDue asks for k's renewal when its entry is age old. Only entries
+// with a stamp are renewed: one without is good for limitTTL, less than
+// half of memberTTL, anyway.
 func (r *Reader) renewIfDue(k taskcache.Key, age time.Duration) {
 	if age < r.memberLifetime()/2 || k.Scope <= 0 {
 		return
