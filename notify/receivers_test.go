@@ -214,10 +214,19 @@ func TestKernelPollerParks(t *testing.T) {
 	} {
 		end := tc.end
 		t.Run(tc.fds+"/"+end, func(t *testing.T) {
+			var parks atomic.Int32
 			if tc.fds == "no-fds" {
 				// Out of fds: the loop cannot park and waits on a
 				// thread of its own; nothing else changes.
 				defer notify.SetDupFd(func(int) (int, error) { return -1, unix.EMFILE })()
+			} else {
+				defer notify.SetDupFd(func(fd int) (int, error) {
+					d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+					if err == nil {
+						parks.Add(1)
+					}
+					return d, err
+				})()
 			}
 			fdsBefore, goroutinesBefore := openFds(t), runtime.NumGoroutine()
 			var calls, answered, later atomic.Int32
@@ -270,10 +279,60 @@ func TestKernelPollerParks(t *testing.T) {
 				waitLoop(t, done)
 			}
 			unix.Close(c.fd)
+			// Calls 120 ms apart, hot for 50 ms: parked before each.
+			if tc.fds == "fds" && parks.Load() < 3 {
+				t.Errorf("parked %d times for 3 calls 120 ms apart", parks.Load())
+			}
 			if later.Load() != answered.Load() || calls.Load() != 3 {
 				t.Errorf("Later ran %d times for %d answers; %d sysinfo calls, want 3", later.Load(), answered.Load(), calls.Load())
 			}
 			checkLeaks(t, fdsBefore, goroutinesBefore)
 		})
+	}
+}
+
+// TestPollErrIsNotHangUp: POLLERR without POLLHUP (what seccomp_notify_poll
+// returns when a signal interrupts its lock; here the write end of a pipe
+// whose reader is gone) makes the loop look again: not a hang-up, not a
+// notification to receive; POLLHUP is a hang-up.
+func TestPollErrIsNotHangUp(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[0])
+	defer unix.Close(p[1])
+	k := notify.KernelFor(false)
+	if hup, err := k.WaitReadable(p[1]); hup || err != unix.EINTR {
+		t.Errorf("WaitReadable on POLLERR: hup %v, err %v; want false, EINTR (look again)", hup, err)
+	}
+	if readable, hup, err := k.Poll(p[1], 0); readable || hup || err != nil {
+		t.Errorf("Poll on POLLERR: readable %v, hup %v, err %v; want false, false, nil", readable, hup, err)
+	}
+	if k.HungUp(p[1]) {
+		t.Error("HungUp on POLLERR alone")
+	}
+	poller, err := notify.NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hup, woken, err := poller.Wait(p[1], make(chan struct{})); hup || woken || err != nil {
+		t.Errorf("Poller.Wait on POLLERR: hup %v, woken %v, err %v; want false, false, nil", hup, woken, err)
+	}
+	// The read end of a pipe whose writer is gone: POLLHUP.
+	var q [2]int
+	if err := unix.Pipe2(q[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(q[1])
+	defer unix.Close(q[0])
+	if hup, err := k.WaitReadable(q[0]); !hup || err != nil {
+		t.Errorf("WaitReadable on POLLHUP: hup %v, err %v; want true, nil", hup, err)
+	}
+	if !k.HungUp(q[0]) {
+		t.Error("HungUp on POLLHUP: false")
+	}
+	if hup, woken, err := poller.Wait(q[0], make(chan struct{})); !hup || !woken || err != nil {
+		t.Errorf("Poller.Wait on POLLHUP: hup %v, woken %v, err %v; want true, true, nil", hup, woken, err)
 	}
 }

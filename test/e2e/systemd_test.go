@@ -146,6 +146,9 @@ func (s *fakeSystemd) start(bin, socket, logPath string) *exec.Cmd {
 		dup, err := unix.FcntlInt(uintptr(f.fd), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
 			s.mu.Unlock()
+			for _, f := range files {
+				f.Close()
+			}
 			s.t.Fatal(err)
 		}
 		files = append(files, os.NewFile(uintptr(dup), f.name))
