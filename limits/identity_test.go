@@ -90,28 +90,27 @@ func realMemoryReader(t *testing.T) (r *Reader, mnt, limitFile string) {
 	return r, mnt, limitFile
 }
 
-// TestRecreatedRealCgroup does the same on the host's real memory
-// hierarchy (root): a process in cgroup A limited to 64 MiB; A is removed
-// and made again with 32 MiB and the process moved back in; the reader
-// must say 32 MiB at once, although its cache would keep A's old limit
-// for an hour.
-func TestRecreatedRealCgroup(t *testing.T) {
-	r, mnt, limitFile := realMemoryReader(t)
-	parent := filepath.Join(mnt, fmt.Sprintf("seccompagent-limits-test-%d", os.Getpid()))
-	a, b := filepath.Join(parent, "a"), filepath.Join(parent, "b")
-	write := func(file, v string) {
+// writeFile returns a helper writing v to file, failing t if it cannot.
+func writeFile(t *testing.T) func(file, v string) {
+	return func(file, v string) {
 		t.Helper()
 		if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	mkdir := func(dir string) {
-		t.Helper()
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+}
+
+// siblingCgroups makes two cgroups a and b side by side under a parent of
+// this test's on the real memory hierarchy mnt, and starts a sleep (in the
+// test's own cgroup) that the test moves where it likes; all of it goes at
+// the end of the test.
+func siblingCgroups(t *testing.T, r *Reader, mnt, name string) (a, b string, pid int) {
+	t.Helper()
+	parent := filepath.Join(mnt, fmt.Sprintf("seccompagent-limits-%s-%d", name, os.Getpid()))
+	a, b = filepath.Join(parent, "a"), filepath.Join(parent, "b")
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	mkdir(parent)
 	sleep := exec.Command("sleep", "600")
 	t.Cleanup(func() {
 		if sleep.Process != nil {
@@ -123,15 +122,35 @@ func TestRecreatedRealCgroup(t *testing.T) {
 		}
 	})
 	if r.v2 != nil && strings.HasPrefix(parent, r.v2.Point) {
-		write(filepath.Join(parent, "cgroup.subtree_control"), "+memory")
+		writeFile(t)(filepath.Join(parent, "cgroup.subtree_control"), "+memory")
 	}
-	mkdir(a)
-	mkdir(b)
-	write(filepath.Join(a, limitFile), strconv.Itoa(64<<20))
+	for _, d := range []string{a, b} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := sleep.Start(); err != nil {
 		t.Fatal(err)
 	}
-	pid := sleep.Process.Pid
+	return a, b, sleep.Process.Pid
+}
+
+// TestRecreatedRealCgroup does the same on the host's real memory
+// hierarchy (root): a process in cgroup A limited to 64 MiB; A is removed
+// and made again with 32 MiB and the process moved back in; the reader
+// must say 32 MiB at once, although its cache would keep A's old limit
+// for an hour.
+func TestRecreatedRealCgroup(t *testing.T) {
+	r, mnt, limitFile := realMemoryReader(t)
+	a, b, pid := siblingCgroups(t, r, mnt, "test")
+	write := writeFile(t)
+	mkdir := func(dir string) {
+		t.Helper()
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(a, limitFile), strconv.Itoa(64<<20))
 	write(filepath.Join(a, "cgroup.procs"), strconv.Itoa(pid))
 	// Memory resolves afresh each time, its limits through the hour's
 	// cache; MemoryAndPids reuses what the thread resolved to (task.go,

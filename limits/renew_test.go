@@ -1,12 +1,8 @@
 package limits
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,40 +16,10 @@ import (
 // scope's Renew does nothing for another scope's threads.
 func TestRenew(t *testing.T) {
 	r, mnt, limitFile := realMemoryReader(t)
-	parent := filepath.Join(mnt, fmt.Sprintf("seccompagent-limits-renew-%d", os.Getpid()))
-	a, b := filepath.Join(parent, "a"), filepath.Join(parent, "b")
-	write := func(file, v string) {
-		t.Helper()
-		if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Mkdir(parent, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sleep := exec.Command("sleep", "600")
-	t.Cleanup(func() {
-		if sleep.Process != nil {
-			_ = sleep.Process.Kill()
-			_ = sleep.Wait()
-		}
-		for _, d := range []string{a, b, parent} {
-			_ = os.Remove(d) // rmdir: only what this test made
-		}
-	})
-	if r.v2 != nil && strings.HasPrefix(parent, r.v2.Point) {
-		write(filepath.Join(parent, "cgroup.subtree_control"), "+memory")
-	}
-	for dir, limit := range map[string]int{a: 64 << 20, b: 32 << 20} {
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		write(filepath.Join(dir, limitFile), strconv.Itoa(limit))
-	}
-	if err := sleep.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := sleep.Process.Pid
+	a, b, pid := siblingCgroups(t, r, mnt, "renew")
+	write := writeFile(t)
+	write(filepath.Join(a, limitFile), strconv.Itoa(64<<20))
+	write(filepath.Join(b, limitFile), strconv.Itoa(32<<20))
 	write(filepath.Join(a, "cgroup.procs"), strconv.Itoa(pid))
 	if watch() == nil {
 		t.Skip("no inotify: resolutions are kept for limitTTL only, never renewed")
