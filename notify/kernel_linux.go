@@ -99,7 +99,6 @@ func pollFd(fd int, timeout int) (revents int16, err error) {
 // again.
 func ListenerGone(revents int16) bool { return revents&(unix.POLLHUP|unix.POLLNVAL) != 0 }
 
-
 func kernelHungUp(fd int) bool {
 	rev, err := pollFd(fd, 0)
 	return err == nil && ListenerGone(rev)
