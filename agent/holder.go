@@ -445,6 +445,10 @@ func (h *holder) acceptRuntime(lnFd int) {
 	if err != nil {
 		return
 	}
+	if notify.CheckListener(rcv.Fd) != nil {
+		unix.Close(rcv.Fd)
+		return
+	}
 	meta, _ := json.Marshal(listenerMeta{State: rcv.State, Slot: -1, Since: time.Now()})
 	h.put(frame{Kind: kindListener, Key: rand.Uint64() | 1, Meta: meta}, rcv.Fd)
 	h.log.WithField("container", rcv.State.State.ID).Info("container attached while no agent runs: holding it for the next agent")

@@ -755,6 +755,11 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		log.Debug("connection closed without a container state")
 		return
 	}
+	if err == nil {
+		if err = notify.CheckListener(rcv.Fd); err != nil {
+			unix.Close(rcv.Fd)
+		}
+	}
 	if err != nil {
 		log.WithError(err).Warn("rejected connection: not a valid seccomp listener message")
 		return

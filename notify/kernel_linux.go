@@ -1,6 +1,9 @@
 package notify
 
 import (
+	"fmt"
+	"os"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -98,6 +101,21 @@ func pollFd(fd int, timeout int) (revents int16, err error) {
 // (mutex_lock_interruptible), which says nothing about the listener; look
 // again.
 func ListenerGone(revents int16) bool { return revents&(unix.POLLHUP|unix.POLLNVAL) != 0 }
+
+// CheckListener reports an error unless fd is a seccomp user-notification
+// listener (the kernel names its anonymous inode "seccomp notify"). A
+// runtime's message may carry any fd; one that is not a listener is not
+// attached, whatever poll says about it.
+func CheckListener(fd int) error {
+	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return err
+	}
+	if target != "anon_inode:seccomp notify" {
+		return fmt.Errorf("the fd is %s, not a seccomp listener", target)
+	}
+	return nil
+}
 
 func kernelHungUp(fd int) bool {
 	rev, err := pollFd(fd, 0)

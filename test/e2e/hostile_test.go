@@ -57,7 +57,17 @@ func TestHostileConnections(t *testing.T) {
 	send([]byte(`{"ociVersion":"1.0.2","fds":["seccompFd"],"pid":1,"state":{"id":"x","status":"creating","pid":1,"bundle":"/"}}`), pipeFds(2))
 	send([]byte(`{"ociVersion":"1.0.2","fds":["seccompFd"],"pid":1,"state":{"id":"x","status":"creating","pid":1,"bundle":"/"}}`), nil)
 	send(make([]byte, 2<<20), nil) // larger than any real state
-	hang := dial()                 // connects and never sends: must time out, not block others
+	// A well-formed state with one fd that is no seccomp listener (the
+	// write end of a pipe nobody reads: poll says POLLERR, forever).
+	{
+		p := make([]int, 2)
+		if err := unix.Pipe2(p, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(p[0])
+		send([]byte(`{"ociVersion":"1.0.2","fds":["seccompFd"],"pid":1,"state":{"id":"not-a-listener","status":"creating","pid":1,"bundle":"/"}}`), []int{p[1]})
+	}
+	hang := dial() // connects and never sends: must time out, not block others
 	defer hang.Close()
 
 	// A real container is still served while the silent peer hangs.
@@ -76,11 +86,11 @@ func TestHostileConnections(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		logs := a.Logs()
-		if strings.Count(logs, "rejected connection") >= 4 {
+		if strings.Count(logs, "rejected connection") >= 5 && strings.Contains(logs, "not a seccomp listener") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("expected 4 rejected connections in the agent log%s", agentLog(a))
+			t.Fatalf("expected 5 rejected connections in the agent log, one for a fd that is not a seccomp listener%s", agentLog(a))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
