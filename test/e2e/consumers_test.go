@@ -305,16 +305,19 @@ func avphysByAgent(e consumerEnv, with bool, v int64) error {
 }
 
 // uptimeByAgent: the host's uptime without the agent, at most the
-// container's lifetime with it (minute resolution for busybox).
+// container's lifetime with it (minute resolution for busybox). sysinfo
+// rounds uptime up to a whole second (do_sysinfo), which may be the next
+// minute: the bounds above are rounded up alike.
 func uptimeByAgent(e consumerEnv, with bool, v int64) error {
 	d := time.Duration(v)
+	ceil := func(x time.Duration) time.Duration { return (x + time.Second - 1).Truncate(time.Second) }
 	if with {
-		if d > e.elapsedWith {
+		if d > ceil(e.elapsedWith) {
 			return fmt.Errorf("uptime %v, want at most the container's %v", d, e.elapsedWith)
 		}
 		return nil
 	}
-	if d < e.upBefore.Truncate(time.Minute)-time.Minute || d > e.upAfter {
+	if d < e.upBefore.Truncate(time.Minute)-time.Minute || d > ceil(e.upAfter) {
 		return fmt.Errorf("uptime %v, want the host's %v..%v", d, e.upBefore, e.upAfter)
 	}
 	return nil
