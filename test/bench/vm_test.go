@@ -14,7 +14,7 @@ func guestOutput(header string, rounds int, medians map[string][]float64) string
 	sb.WriteString(header)
 	for r := 0; r < rounds; r++ {
 		for _, call := range []string{"sysinfo", "affinity"} {
-			for _, sup := range []string{"native", "agent", "ref-plain"} {
+			for _, sup := range []string{"native", "agent", "ref-plain", "ref-plain+counters"} {
 				if v, ok := medians[sup+"/"+call]; ok && r < len(v) {
 					fmt.Fprintf(&sb, "tight round=%d sup=%s call=%s median_ns=%.0f\n", r+1, sup, call, v[r])
 				}
@@ -29,6 +29,7 @@ func TestParseGuest(t *testing.T) {
 	full := map[string][]float64{
 		"native/sysinfo": {3000, 2800}, "agent/sysinfo": {600000, 500000}, "ref-plain/sysinfo": {400000, 450000},
 		"native/affinity": {2000, 2100}, "agent/affinity": {300000, 330000}, "ref-plain/affinity": {250000, 300000},
+		"ref-plain+counters/sysinfo": {450000, 460000},
 	}
 	g, err := parseGuest("noise without an equals sign\n" + guestOutput(header, 2, full))
 	if err != nil {
@@ -72,10 +73,17 @@ func TestParseGuest(t *testing.T) {
 		short[k] = v
 	}
 	short["agent/affinity"] = full["agent/affinity"][:1]
+	noCounters := map[string][]float64{}
+	for k, v := range full {
+		if k != "ref-plain+counters/sysinfo" {
+			noCounters[k] = v
+		}
+	}
 	for name, out := range map[string]string{
 		"no header":       guestOutput("", 2, full),
 		"sync ref absent": guestOutput(strings.Replace(header, "plain", "sync", 1), 2, full),
 		"a round missing": guestOutput(header, 2, short),
+		"counters absent": guestOutput(header, 2, noCounters),
 		"bad median":      header + "tight round=1 sup=agent call=sysinfo median_ns=x\n",
 		"round skipped":   header + "tight round=2 sup=agent call=sysinfo median_ns=5\n",
 		"nothing ran":     header,

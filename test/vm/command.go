@@ -33,6 +33,7 @@ type CommandOptions struct {
 	Command   string
 	CPUs      int
 	MemoryMiB int
+	Cmdline   string // see BootOptions
 	Timeout   time.Duration
 	// Silence: see BootOptions. The guest's init prints a heartbeat
 	// every 15 s.
@@ -79,6 +80,7 @@ func RunCommand(ctx context.Context, o CommandOptions) (*CommandResult, error) {
 		QemuLog:    filepath.Join(o.Dir, "qemu.log"),
 		CPUs:       o.CPUs,
 		MemoryMiB:  o.MemoryMiB,
+		Cmdline:    o.Cmdline,
 		Silence:    o.Silence,
 	}
 	res := &CommandResult{}

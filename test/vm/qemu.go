@@ -36,7 +36,9 @@ type BootOptions struct {
 	QemuLog    string // qemu's own stdout/stderr
 	CPUs       int
 	MemoryMiB  int
-	Timeout    time.Duration
+	// Cmdline is added to KernelCmdline.
+	Cmdline string
+	Timeout time.Duration
 	// Silence: a console that does not grow for this long means the
 	// guest is stuck (its init prints a heartbeat every 15 s); qemu is
 	// killed and Boot returns ErrStalled. 0 disables the check.
@@ -67,7 +69,7 @@ func Boot(ctx context.Context, o BootOptions) (time.Duration, error) {
 		"-no-reboot",
 		"-kernel", o.Kernel,
 		"-initrd", o.Initramfs,
-		"-append", KernelCmdline,
+		"-append", strings.TrimSpace(KernelCmdline + " " + o.Cmdline),
 		// The results share. ioeventfd=off: the guest's virtqueue kicks are
 		// handled synchronously instead of being handed to qemu's main loop
 		// (sporadically lost virtio kicks have been seen under TCG with

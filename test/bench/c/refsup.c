@@ -17,6 +17,13 @@
  *   refsup SOCKET plain   poll(POLLIN) then RECV, as a supervisor must on a
  *                         kernel that does not wake a blocked RECV when the
  *                         filter is orphaned
+ *   MODE+counters         (sync+counters, plain+counters) sysinfo also does
+ *                         the least a correct answer needs on top: it reads
+ *                         the caller's memory usage and task count (one
+ *                         pread each of the counter files of its cgroups,
+ *                         opened at its listener's first call) before the
+ *                         ID_VALID, and puts them in the answer; exits 4 if
+ *                         it cannot open them
  *
  *   refsup --probe        exit 0 if the kernel has synchronous wake-up
  *
@@ -24,6 +31,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -54,16 +62,73 @@
 #define NR_SCHED_GETAFFINITY 204 /* x86_64 */
 #define AUDIT_ARCH_X86_64 0xc000003e
 
-static int sync_mode;
+static int sync_mode, counters;
 static struct sysinfo answer;
 static unsigned char mask[1024];
 static long mask_size;
+
+/* the counter file of the caller's cgroup: v2 (one line "0::PATH" in
+ * /proc/PID/cgroup) or the v1 hierarchy of controller ctrl; a cgroup
+ * without the controller enabled (v2) is charged to the nearest ancestor
+ * that has it, whose file is opened then */
+static char tried[8192]; /* the last path open_counter tried, for its error */
+
+static int open_counter(pid_t pid, const char *ctrl, const char *v1, const char *v2)
+{
+	char path[4096], line[4096];
+	int unified = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	snprintf(tried, sizeof(tried), "%s: no line for %s", path, ctrl);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	int fd = -1;
+	while (fd < 0 && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		char *ctrls = strchr(line, ':');
+		char *cg = ctrls ? strchr(ctrls + 1, ':') : NULL;
+		if (!cg)
+			continue;
+		*cg++ = 0;
+		*ctrls++ = 0;
+		const char *file = v1;
+		if (unified && strcmp(line, "0") == 0 && *ctrls == 0) {
+			file = v2;
+			ctrl = "";
+		} else if (unified || !strstr(ctrls, ctrl)) {
+			continue;
+		}
+		for (;;) {
+			snprintf(path, sizeof(path), "/sys/fs/cgroup/%s%s/%s", ctrl, cg, file);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			snprintf(tried, sizeof(tried), "%s: %s", path, fd < 0 ? strerror(errno) : "ok");
+			char *up = strrchr(cg, '/');
+			if (fd >= 0 || errno != ENOENT || !up || up == cg)
+				break;
+			*up = 0;
+		}
+	}
+	fclose(f);
+	return fd;
+}
+
+static unsigned long long read_counter(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	return strtoull(buf, NULL, 10);
+}
 
 static void *serve(void *p)
 {
 	int fd = (int)(intptr_t)p;
 	struct seccomp_notif req;
 	struct seccomp_notif_resp resp;
+	struct sysinfo mine = answer;
+	int mem_fd = -1, pids_fd = -1;
 	for (;;) {
 		if (!sync_mode) {
 			struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -88,14 +153,27 @@ static void *serve(void *p)
 		memset(&resp, 0, sizeof(resp));
 		resp.id = req.id;
 		resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+		if (counters && req.data.arch == AUDIT_ARCH_X86_64 && req.data.nr == NR_SYSINFO) {
+			if (mem_fd < 0) {
+				mem_fd = open_counter(req.pid, "memory", "memory.usage_in_bytes", "memory.current");
+				pids_fd = open_counter(req.pid, "pids", "pids.current", "pids.current");
+				if (mem_fd < 0 || pids_fd < 0) {
+					fprintf(stderr, "refsup: cannot open the counters of pid %u's cgroups (%s)\n", req.pid, tried);
+					exit(4);
+				}
+			}
+			unsigned long long used = read_counter(mem_fd);
+			mine.freeram = used < mine.totalram ? mine.totalram - used : 0;
+			mine.procs = (unsigned short)read_counter(pids_fd);
+		}
 		if (req.data.arch == AUDIT_ARCH_X86_64 &&
 		    (req.data.nr == NR_SYSINFO || req.data.nr == NR_SCHED_GETAFFINITY) &&
 		    ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req.id) == 0) {
 			struct iovec local, remote;
 			long val = 0;
 			if (req.data.nr == NR_SYSINFO) {
-				local.iov_base = &answer;
-				local.iov_len = sizeof(answer);
+				local.iov_base = &mine;
+				local.iov_len = sizeof(mine);
 			} else {
 				unsigned int len = (unsigned int)req.data.args[1];
 				val = len < mask_size ? len : mask_size;
@@ -113,6 +191,10 @@ static void *serve(void *p)
 			perror("refsup: SEND");
 	}
 	close(fd);
+	if (mem_fd >= 0)
+		close(mem_fd);
+	if (pids_fd >= 0)
+		close(pids_fd);
 	return NULL;
 }
 
@@ -167,11 +249,17 @@ int main(int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "--probe") == 0)
 		return probe();
-	if (argc != 3 || (strcmp(argv[2], "sync") && strcmp(argv[2], "plain"))) {
-		fprintf(stderr, "usage: refsup SOCKET sync|plain\n");
+	char *mode = argc == 3 ? argv[2] : "";
+	char *plus = strchr(mode, '+');
+	if (plus && strcmp(plus, "+counters") == 0) {
+		counters = 1;
+		*plus = 0;
+	}
+	if (argc != 3 || (strcmp(mode, "sync") && strcmp(mode, "plain"))) {
+		fprintf(stderr, "usage: refsup SOCKET sync|plain[+counters]\n");
 		return 2;
 	}
-	sync_mode = strcmp(argv[2], "sync") == 0;
+	sync_mode = strcmp(mode, "sync") == 0;
 	answer.uptime = 1;
 	answer.totalram = 256ul << 20;
 	answer.freeram = 128ul << 20;
