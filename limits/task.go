@@ -1,7 +1,9 @@
 package limits
 
 import (
+	"bytes"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,7 +79,13 @@ func (lf liveFile) counter() (uint64, bool) {
 	if err != nil || n == len(buf) {
 		return 0, false
 	}
-	v, err := ParseUint(string(buf[:n]))
+	// The bytes, not ParseUint: its error keeps the text, which would
+	// put a copy of it on the heap on every call.
+	line := bytes.TrimSpace(buf[:n])
+	if len(line) == 0 || bytes.IndexByte(line, '\n') >= 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(line), 10, 64)
 	return v, err == nil
 }
 

@@ -26,7 +26,8 @@ type Memory interface {
 	Write(addr uint64, p []byte) error
 }
 
-// Request is the narrow view of one trapped syscall a handler gets.
+// Request is the narrow view of one trapped syscall a handler gets. It is
+// valid until Handle returns: the receiver reuses it.
 type Request struct {
 	ID  uint64
 	Tid int // the trapped thread, in the agent's pid namespace
@@ -37,6 +38,20 @@ type Request struct {
 	Args      [6]uint64
 	Container *Container
 	Mem       Memory
+
+	scratch []byte // the receiver's, for Buffer
+}
+
+// Buffer returns n zeroed bytes for the handler's answer. They are the
+// handler's until it returns: its receiver reuses them for its next
+// notification, so a handler answers without an allocation.
+func (r *Request) Buffer(n int) []byte {
+	if n > len(r.scratch) {
+		return make([]byte, n)
+	}
+	b := r.scratch[:n]
+	clear(b)
+	return b
 }
 
 // Response is a handler's answer: either let the kernel run the real syscall

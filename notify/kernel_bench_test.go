@@ -3,6 +3,7 @@ package notify_test
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,5 +85,44 @@ func BenchmarkRoundTrip(b *testing.B) {
 			b.ReportMetric(native, "native-ns/call")
 			b.ReportMetric(perCall/native, "x-native")
 		})
+	}
+}
+
+// TestKernelAnswersWithoutAllocating: once a thread's cgroups are resolved,
+// answering its sysinfo allocates nothing (every receiver reuses its own
+// scratch), on the path the agent chooses: no garbage for the collector to
+// chase per call. Two children make few and many calls: the process's
+// allocations (a child's start, its loop's, its resolution, the runtime's
+// own) must not grow with the calls.
+func TestKernelAnswersWithoutAllocating(t *testing.T) {
+	if raceDetector {
+		t.Skip("allocation counts hold for the plain build, not under -race")
+	}
+	reader, err := limits.NewReader("/proc", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := notify.NewRegistry()
+	if err := reg.Register("sysinfo", &sysinfo.Handler{Limits: reader, Host: sysinfo.RealHost, ProcRoot: "/proc", Log: testLog()}); err != nil {
+		t.Fatal(err)
+	}
+	allocs := func(calls int) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		c := startChild(t, "bench:"+strconv.Itoa(calls))
+		done := runLoop(c, reg, true)
+		if err := c.cmd.Wait(); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		waitLoop(t, done)
+		runtime.ReadMemStats(&after)
+		unix.Close(c.fd)
+		return after.Mallocs - before.Mallocs
+	}
+	const few, many = 1000, 11000
+	a, b := allocs(few), allocs(many)
+	t.Logf("%d allocations for %d calls, %d for %d", a, few, b, many)
+	if b > a && b-a > (many-few)/20 {
+		t.Errorf("%d more allocations for %d more calls: an answer allocates (%.2f a call)", b-a, many-few, float64(b-a)/(many-few))
 	}
 }

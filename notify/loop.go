@@ -228,6 +228,7 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 	if len(buf) >= NotifSize {
 		n = (*notif)(unsafe.Pointer(&buf[0]))
 	}
+	sc := new(scratch)
 	// Each notification is charged the receiver thread's CPU time since
 	// the last one was answered: the answer itself, the RECV that brought
 	// it and the Go runtime's work on this thread in between (a thread
@@ -287,11 +288,12 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 		if served++; served%helpCheckEvery == 1 && max(l.Receivers, 1) > 1+int(l.nhelpers.Load()) {
 			l.maybeHelp()
 		}
-		p := Pending{ID: n.ID, Tid: n.Pid, Arch: n.Arch, Nr: n.Nr, Args: n.Args}
+		p := &sc.p
+		*p = Pending{ID: n.ID, Tid: n.Pid, Arch: n.Arch, Nr: n.Nr, Args: n.Args}
 		if l.Journal != nil {
-			l.Journal.Received(&p)
+			l.Journal.Received(p)
 		}
-		l.Answer(&p)
+		l.answerWith(p, sc)
 		l.inflight.Add(-1)
 		if l.Later != nil {
 			l.Later()
@@ -479,7 +481,23 @@ func (l *Loop) maybeHelp() {
 // notification it receives; a new agent calls it for the notifications a
 // dead one received and never answered (the id check inside makes a stale
 // one harmless).
-func (l *Loop) Answer(p *Pending) {
+func (l *Loop) Answer(p *Pending) { l.answerWith(p, new(scratch)) }
+
+// scratch is what a receiver reuses for every notification it answers, so
+// that an answer allocates nothing: no part of it outlives the answer.
+type scratch struct {
+	p    Pending
+	resp notifResp
+	mem  vmWriter
+	req  Request
+	buf  [scratchSize]byte
+}
+
+// scratchSize is Request.Buffer's room: a struct sysinfo, or the CPU mask
+// of a kernel built for up to 8192 CPUs.
+const scratchSize = 1024
+
+func (l *Loop) answerWith(p *Pending, sc *scratch) {
 	if l.Gate == nil {
 		l.Gate = new(sync.RWMutex)
 	}
@@ -488,8 +506,9 @@ func (l *Loop) Answer(p *Pending) {
 
 	start := time.Now()
 	var o Outcome
-	resp := l.answer(p, &o)
-	r := notifResp{ID: p.ID}
+	resp := l.answer(p, &o, sc)
+	r := &sc.resp
+	*r = notifResp{ID: p.ID}
 	switch {
 	case resp.Continue:
 		r.Flags = flagContinue
@@ -498,7 +517,7 @@ func (l *Loop) Answer(p *Pending) {
 	default:
 		r.Val = resp.Val
 	}
-	err := l.Kernel.Send(l.Fd, &r)
+	err := l.Kernel.Send(l.Fd, r)
 	if err != nil {
 		// ENOENT: the caller died or was interrupted by a signal after
 		// we received it; the kernel has already dealt with it.
@@ -518,7 +537,7 @@ func (l *Loop) Answer(p *Pending) {
 // a caller already gone, and cost every call a syscall.) Every failure short
 // of a handler answer, and every write that did not complete, is Continue,
 // with its reason in o.
-func (l *Loop) answer(n *Pending, o *Outcome) (resp Response) {
+func (l *Loop) answer(n *Pending, o *Outcome, sc *scratch) (resp Response) {
 	e, ok := l.Registry.lookup(n.Arch, n.Nr)
 	if !ok {
 		o.Reason = ReasonUnregistered
@@ -538,8 +557,10 @@ func (l *Loop) answer(n *Pending, o *Outcome) (resp Response) {
 		o.Reason = ReasonPidNotVisible
 		return Continue()
 	}
-	mem := &vmWriter{tid: int(n.Tid), fd: l.Fd, id: n.ID, idValid: l.Kernel.IDValid}
-	req := &Request{ID: n.ID, Tid: int(n.Tid), ABI: e.abi, Nr: n.Nr, Args: n.Args, Container: l.Container, Mem: mem}
+	mem, req := &sc.mem, &sc.req
+	*mem = vmWriter{tid: int(n.Tid), fd: l.Fd, id: n.ID, idValid: l.Kernel.IDValid}
+	*req = Request{ID: n.ID, Tid: int(n.Tid), ABI: e.abi, Nr: n.Nr, Args: n.Args, Container: l.Container, Mem: mem,
+		scratch: sc.buf[:]}
 	defer func() {
 		if p := recover(); p != nil {
 			l.noteFields(n, e).WithField("panic", p).Errorf("handler panicked, answering with the kernel's value\n%s", debug.Stack())

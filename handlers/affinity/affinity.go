@@ -127,7 +127,7 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 		target = t
 	}
 
-	mask := make([]byte, h.Kernel.MaskSize)
+	mask := req.Buffer(h.Kernel.MaskSize)
 	if _, err := getaffinity(target, mask); err != nil {
 		if errors.Is(err, syscall.ESRCH) {
 			return notify.Fail(syscall.ESRCH)

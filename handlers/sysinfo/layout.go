@@ -24,10 +24,13 @@ const NativeSize = 112
 const CompatSize = 64
 
 // EncodeNative lays out struct sysinfo (include/uapi/linux/sysinfo.h) for a
-// 64-bit caller: longs are 8 bytes, procs is followed by padding, the _f tail
-// is empty, and the kernel zeroes everything it does not set.
-func EncodeNative(in Info) []byte {
-	b := make([]byte, NativeSize)
+// 64-bit caller in b (NativeSize zeroed bytes; nil: new ones): longs are 8
+// bytes, procs is followed by padding, the _f tail is empty, and the kernel
+// zeroes everything it does not set.
+func EncodeNative(b []byte, in Info) []byte {
+	if len(b) != NativeSize {
+		b = make([]byte, NativeSize)
+	}
 	le := binary.LittleEndian
 	le.PutUint64(b[0:], uint64(in.Uptime))
 	for i, l := range in.Loads {
@@ -45,11 +48,12 @@ func EncodeNative(in Info) []byte {
 	return b
 }
 
-// EncodeCompat lays out struct compat_sysinfo for an i386 caller the way
-// kernel/sys.c COMPAT_SYSCALL_DEFINE1(sysinfo) does: if total RAM or total
-// swap does not fit in 32 bits, every memory field is shifted down until
-// mem_unit reaches the page size; then each field is truncated to 32 bits.
-func EncodeCompat(in Info, pageSize uint64) []byte {
+// EncodeCompat lays out struct compat_sysinfo for an i386 caller in b
+// (CompatSize zeroed bytes; nil: new ones) the way kernel/sys.c
+// COMPAT_SYSCALL_DEFINE1(sysinfo) does: if total RAM or total swap does not
+// fit in 32 bits, every memory field is shifted down until mem_unit reaches
+// the page size; then each field is truncated to 32 bits.
+func EncodeCompat(b []byte, in Info, pageSize uint64) []byte {
 	unit := uint64(1)
 	shift := uint(0)
 	if in.TotalRAM>>32 != 0 || in.TotalSwap>>32 != 0 {
@@ -58,7 +62,9 @@ func EncodeCompat(in Info, pageSize uint64) []byte {
 			shift++
 		}
 	}
-	b := make([]byte, CompatSize)
+	if len(b) != CompatSize {
+		b = make([]byte, CompatSize)
+	}
 	le := binary.LittleEndian
 	le.PutUint32(b[0:], uint32(in.Uptime))
 	for i, l := range in.Loads {

@@ -86,9 +86,9 @@ func (h *Handler) Handle(req *notify.Request) notify.Response {
 	addr := req.Args[0]
 	if req.ABI.Compat {
 		addr = uint64(uint32(addr))
-		buf = EncodeCompat(info, pageSize)
+		buf = EncodeCompat(req.Buffer(CompatSize), info, pageSize)
 	} else {
-		buf = EncodeNative(info)
+		buf = EncodeNative(req.Buffer(NativeSize), info)
 	}
 	// do_sysinfo cannot fail; the syscall fails only when copy_to_user
 	// does, and then the kernel's own copy gives the exact result.
