@@ -156,7 +156,11 @@ func (l *Loop) Run() error {
 	if l.Journal != nil {
 		buf = l.Journal.RecvBuffer()
 	}
-	err := l.receive(false, buf)
+	// The primary receives on a goroutine of its own, which ends with
+	// it (and so does a thread it holds: see receive).
+	errc := make(chan error, 1)
+	go func() { errc <- l.receive(false, buf) }()
+	err := <-errc
 	l.finished.Store(true)
 	l.wakeAll()
 	l.helpers.Wait()
@@ -203,7 +207,11 @@ func (l *Loop) done() bool { return l.stopping.Load() || l.finished.Load() }
 
 // receive is one receiver thread: the primary (until hang-up, Stop or a
 // hard error) or a helper (also until idle). It receives into buf when that
-// is a journal's buffer.
+// is a journal's buffer. Its goroutine must end when it returns: a receiver
+// that holds a thread of its own leaves it locked, so that the runtime ends
+// the thread with the goroutine instead of keeping it idle for good (a
+// node where a thousand containers came and went would keep a thousand
+// threads).
 func (l *Loop) receive(helper bool, buf []byte) error {
 	// Stop interrupts a blocking poll or RECV with a signal aimed at the
 	// thread, so the goroutine must stay on it. A primary that parks in
@@ -212,8 +220,7 @@ func (l *Loop) receive(helper bool, buf []byte) error {
 	// Stop) and keeps no thread of its own.
 	locked := helper || !l.parks()
 	if locked {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		runtime.LockOSThread() // for good: see above
 		tid := unix.Gettid()
 		l.tmu.Lock()
 		l.tids[tid] = true

@@ -336,3 +336,61 @@ func TestPollErrIsNotHangUp(t *testing.T) {
 		t.Errorf("Poller.Wait on POLLHUP: hup %v, woken %v, err %v; want true, true, nil", hup, woken, err)
 	}
 }
+
+// TestKernelLoopThreadsEnd: a loop that holds a thread of its own (its
+// primary blocked in poll or RECV) gives it back to the system when it
+// ends: sixteen containers that came and went leave no sixteen idle
+// threads behind.
+func TestKernelLoopThreadsEnd(t *testing.T) {
+	const loops = 16
+	threads := func() int {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	f, _ := features()
+	before := threads()
+	var calls atomic.Int32
+	reg := notify.NewRegistry()
+	if err := reg.Register("sysinfo", notify.HandlerFunc(func(*notify.Request) notify.Response {
+		calls.Add(1)
+		return notify.Continue()
+	})); err != nil {
+		t.Fatal(err)
+	}
+	var children []*startedChild
+	var dones []<-chan error
+	for range loops {
+		c := startChild(t, "idle")
+		children = append(children, c)
+		k, _ := f.KernelFor(c.fd)
+		loop := &notify.Loop{Fd: c.fd, Container: &notify.Container{ID: "test"}, Registry: reg, Kernel: k, Log: testLog()}
+		done := make(chan error, 1)
+		go func() { done <- loop.Run() }()
+		dones = append(dones, done)
+	}
+	for calls.Load() < loops {
+		time.Sleep(time.Millisecond)
+	}
+	during := threads()
+	for i, c := range children {
+		c.stdin.Close()
+		if err := c.cmd.Wait(); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		waitLoop(t, dones[i])
+		unix.Close(c.fd)
+	}
+	if during < loops {
+		t.Fatalf("%d threads with %d loops waiting, %d before: the loops did not each hold one", during, loops, before)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for threads() > before+loops/4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d threads after %d loops ended (%d before, %d while they waited): their threads stayed", threads(), loops, before, during)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
