@@ -199,6 +199,20 @@ func TestKernelStopHandsOver(t *testing.T) {
 	}
 }
 
+// countingRegistry answers sysinfo with the kernel's own call (Continue),
+// counting the calls.
+func countingRegistry(t *testing.T, calls *atomic.Int32) *notify.Registry {
+	t.Helper()
+	reg := notify.NewRegistry()
+	if err := reg.Register("sysinfo", notify.HandlerFunc(func(*notify.Request) notify.Response {
+		calls.Add(1)
+		return notify.Continue()
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
 // TestKernelPollerParks: a listener whose calls come further apart than
 // hotFor is parked in the Poller between them; every call still reaches
 // the handler (and Later after each answer), a hang-up of a parked
@@ -230,13 +244,7 @@ func TestKernelPollerParks(t *testing.T) {
 			}
 			fdsBefore, goroutinesBefore := openFds(t), runtime.NumGoroutine()
 			var calls, answered, later atomic.Int32
-			reg := notify.NewRegistry()
-			if err := reg.Register("sysinfo", notify.HandlerFunc(func(*notify.Request) notify.Response {
-				calls.Add(1)
-				return notify.Continue()
-			})); err != nil {
-				t.Fatal(err)
-			}
+			reg := countingRegistry(t, &calls)
 			c := startChild(t, "sparse")
 			loop := &notify.Loop{Fd: c.fd, Container: &notify.Container{ID: "test"}, Registry: reg,
 				Kernel: notify.KernelFor(false), Log: testLog(), Poller: poller}
@@ -353,13 +361,7 @@ func TestKernelLoopThreadsEnd(t *testing.T) {
 	f, _ := features()
 	before := threads()
 	var calls atomic.Int32
-	reg := notify.NewRegistry()
-	if err := reg.Register("sysinfo", notify.HandlerFunc(func(*notify.Request) notify.Response {
-		calls.Add(1)
-		return notify.Continue()
-	})); err != nil {
-		t.Fatal(err)
-	}
+	reg := countingRegistry(t, &calls)
 	var children []*startedChild
 	var dones []<-chan error
 	for range loops {
