@@ -44,7 +44,8 @@ type Request struct {
 
 // Buffer returns n zeroed bytes for the handler's answer. They are the
 // handler's until it returns: its receiver reuses them for its next
-// notification, so a handler answers without an allocation.
+// notification, so a handler answers without an allocation. It is one
+// buffer: a second call zeroes and returns the same bytes.
 func (r *Request) Buffer(n int) []byte {
 	if n > len(r.scratch) {
 		return make([]byte, n)

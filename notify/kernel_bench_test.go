@@ -89,9 +89,10 @@ func BenchmarkRoundTrip(b *testing.B) {
 }
 
 // TestKernelAnswersWithoutAllocating: once a thread's cgroups are resolved,
-// answering its sysinfo allocates nothing (every receiver reuses its own
-// scratch), on the path the agent chooses: no garbage for the collector to
-// chase per call. Two children make few and many calls: the process's
+// the loop (on the wake-up path the agent chooses) answers its sysinfo with
+// the real handler and cgroup reader without allocating (every receiver
+// reuses its own scratch): no garbage for the collector to chase per call.
+// The agent's own callbacks (Observe, Later, Budget) are not part of it. Two children make few and many calls: the process's
 // allocations (a child's start, its loop's, its resolution, the runtime's
 // own) must not grow with the calls.
 func TestKernelAnswersWithoutAllocating(t *testing.T) {

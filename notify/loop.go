@@ -36,6 +36,7 @@ type Journal interface {
 	// only this loop uses.
 	RecvBuffer() []byte
 	// Received is called after RECV filled the buffer, before the answer.
+	// p is lent for the call: the receiver reuses it.
 	Received(p *Pending)
 }
 
@@ -91,8 +92,8 @@ type Loop struct {
 	// Journal, if set, records each notification before it is answered:
 	// each receiver receives into a buffer of its own from it.
 	Journal Journal
-	// Observe, if set, is called after each response (from the loop's
-	// goroutine: it must not block).
+	// Observe, if set, is called after each response (from the receiver
+	// that sent it: it must not block).
 	Observe func(Outcome)
 	// Later, if set, is called by a receiver after each answer is sent,
 	// before it waits again: work the caller need not wait for (it is
@@ -129,6 +130,10 @@ const helperIdle = time.Second
 // ErrStopped is what Run returns after Stop.
 var ErrStopped = errors.New("notification loop stopped")
 
+// errGoexit is Run's error when its primary receiver never returned: a
+// handler or callback called runtime.Goexit.
+var errGoexit = errors.New("notification receiver exited without returning (runtime.Goexit)")
+
 // errIdle ends a helper that had nothing to do.
 var errIdle = errors.New("idle")
 
@@ -159,7 +164,11 @@ func (l *Loop) Run() error {
 	// The primary receives on a goroutine of its own, which ends with
 	// it (and so does a thread it holds: see receive).
 	errc := make(chan error, 1)
-	go func() { errc <- l.receive(false, buf) }()
+	go func() {
+		err := errGoexit // unless receive returns
+		defer func() { errc <- err }()
+		err = l.receive(false, buf)
+	}()
 	err := <-errc
 	l.finished.Store(true)
 	l.wakeAll()

@@ -71,7 +71,7 @@ static long mask_size;
  * /proc/PID/cgroup) or the v1 hierarchy of controller ctrl; a cgroup
  * without the controller enabled (v2) is charged to the nearest ancestor
  * that has it, whose file is opened then */
-static char tried[8192]; /* the last path open_counter tried, for its error */
+static __thread char tried[8192]; /* the last path open_counter tried, for its error */
 
 static int open_counter(pid_t pid, const char *ctrl, const char *v1, const char *v2)
 {
