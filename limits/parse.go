@@ -2,11 +2,11 @@ package limits
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -113,23 +113,28 @@ func ParseCPUList(s string) ([]int, error) {
 	return cpus, nil
 }
 
-// ParseKeyed parses "key value" lines (memory.stat) and returns the value
-// of each wanted key that is present.
-func ParseKeyed(r io.Reader, keys ...string) (map[string]uint64, error) {
-	out := map[string]uint64{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !slices.Contains(keys, k) {
+// Keyed finds key among "key value" lines (memory.stat) and parses its
+// value; found is false when no line has the key. It allocates nothing
+// unless the value is bad: an agent re-reads memory.stat while it answers.
+func Keyed(b []byte, key string) (v uint64, found bool, err error) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		i := bytes.IndexByte(line, ' ')
+		if i < 0 || string(line[:i]) != key {
 			continue
 		}
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("bad %s value %q", k, v)
+		val := bytes.TrimSpace(line[i+1:])
+		if v, err = strconv.ParseUint(string(val), 10, 64); err != nil {
+			return 0, true, fmt.Errorf("bad %s value %q", key, val)
 		}
-		out[k] = n
+		return v, true, nil
 	}
-	return out, sc.Err()
+	return 0, false, nil
 }
 
 // ParseMeminfo returns the wanted /proc/meminfo fields in bytes.
@@ -137,11 +142,22 @@ func ParseMeminfo(r io.Reader, keys ...string) (map[string]uint64, error) {
 	out := map[string]uint64{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		k, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || !slices.Contains(keys, k) {
+		// Text only for the wanted lines: the agent reads this file
+		// every second while it answers.
+		name, rest, ok := bytes.Cut(sc.Bytes(), []byte(":"))
+		if !ok {
 			continue
 		}
-		f := strings.Fields(rest)
+		k := ""
+		for _, want := range keys {
+			if string(name) == want {
+				k = want
+			}
+		}
+		if k == "" {
+			continue
+		}
+		f := strings.Fields(string(rest))
 		if len(f) == 0 {
 			return nil, fmt.Errorf("bad %s line", k)
 		}

@@ -77,13 +77,23 @@ func TestParseMeminfo(t *testing.T) {
 	}
 }
 
-func TestParseKeyed(t *testing.T) {
-	m, err := ParseKeyed(strings.NewReader("cache 1\nshmem 4096\ntotal_shmem 8192\nmapped_file x\n"), "shmem", "total_shmem")
-	if err != nil || !reflect.DeepEqual(m, map[string]uint64{"shmem": 4096, "total_shmem": 8192}) {
-		t.Errorf("ParseKeyed = %v, %v (an unwanted bad line must not matter)", m, err)
+func TestKeyed(t *testing.T) {
+	stat := []byte("cache 1\nshmem 4096\nshmem_x 7\ntotal_shmem 8192\nmapped_file x\nlast 9")
+	for _, tc := range []struct {
+		key   string
+		v     uint64
+		found bool
+	}{{"shmem", 4096, true}, {"total_shmem", 8192, true}, {"last", 9, true}, {"swap", 0, false}, {"shmem_", 0, false}} {
+		// An unwanted bad line (mapped_file) must not matter.
+		if v, found, err := Keyed(stat, tc.key); v != tc.v || found != tc.found || err != nil {
+			t.Errorf("Keyed(%q) = %d, %v, %v; want %d, %v", tc.key, v, found, err, tc.v, tc.found)
+		}
 	}
-	if _, err := ParseKeyed(strings.NewReader("shmem -3\n"), "shmem"); err == nil {
+	if _, found, err := Keyed([]byte("shmem -3\n"), "shmem"); !found || err == nil {
 		t.Error("negative shmem accepted")
+	}
+	if n := testing.AllocsPerRun(100, func() { Keyed(stat, "total_shmem") }); n != 0 {
+		t.Errorf("Keyed allocates %v times a call", n)
 	}
 }
 

@@ -800,7 +800,7 @@ func (r *Reader) memory(pid int, lines []CgroupLine, live *memLive) (Memory, err
 	if missing {
 		return out, parseErr(leaf, "memory.stat", os.ErrNotExist)
 	}
-	if out.Shmem, err = parseShmem(leaf, stat, h.v2); err != nil {
+	if out.Shmem, err = parseShmem(leaf, []byte(stat), h.v2); err != nil {
 		return out, err
 	}
 	if live != nil {
@@ -855,16 +855,23 @@ func swapUsage(v2 bool, swapCur, usage uint64) uint64 {
 }
 
 // parseShmem reads shmem from memory.stat text (v1: the hierarchical
-// total_shmem).
-func parseShmem(l level, stat string, v2 bool) (uint64, error) {
-	kv, err := ParseKeyed(strings.NewReader(stat), "shmem", "total_shmem")
+// total_shmem, where the kernel has it); no line is 0. It allocates only
+// for an error.
+func parseShmem(l level, stat []byte, v2 bool) (uint64, error) {
+	if !v2 {
+		v, found, err := Keyed(stat, "total_shmem")
+		if err != nil {
+			return 0, parseErr(l, "memory.stat", err)
+		}
+		if found {
+			return v, nil
+		}
+	}
+	v, _, err := Keyed(stat, "shmem")
 	if err != nil {
 		return 0, parseErr(l, "memory.stat", err)
 	}
-	if v, ok := kv["total_shmem"]; ok && !v2 {
-		return v, nil // v1: the hierarchical count
-	}
-	return kv["shmem"], nil
+	return v, nil
 }
 
 // v1Unlimited is what memory.limit_in_bytes and memory.memsw.limit_in_bytes

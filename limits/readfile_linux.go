@@ -58,7 +58,14 @@ func pread(fd int, buf []byte) (int, error) {
 	}
 }
 
-func preadAll(fd int, path string) ([]byte, error) {
+func preadAll(fd int, path string) (out []byte, err error) {
+	err = preadWith(fd, path, func(b []byte) { out = append([]byte(nil), b...) })
+	return out, err
+}
+
+// preadWith reads all of fd from offset 0 into a pooled buffer and gives
+// it to fn, which must not keep it.
+func preadWith(fd int, path string, fn func([]byte)) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := (*bp)[:0]
@@ -71,7 +78,7 @@ func preadAll(fd int, path string) ([]byte, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+			return &fs.PathError{Op: "read", Path: path, Err: err}
 		}
 		if n == 0 {
 			break
@@ -79,7 +86,8 @@ func preadAll(fd int, path string) ([]byte, error) {
 		buf = buf[:len(buf)+n]
 	}
 	*bp = buf
-	return append([]byte(nil), buf...), nil
+	fn(buf)
+	return nil
 }
 
 // statIdentity returns the (st_dev, st_ino) of a cgroup directory.

@@ -89,15 +89,16 @@ func (lf liveFile) counter() (uint64, bool) {
 	return v, err == nil
 }
 
-// read reads the file afresh; ok=false as for counter.
-func (lf liveFile) read() (b []byte, ok bool) {
+// readWith reads the file afresh into a buffer that fn may use until it
+// returns; ok=false as for counter.
+func (lf liveFile) readWith(fn func([]byte)) (ok bool) {
 	f := lf.of
 	if f == nil || !f.pin() {
-		return nil, false
+		return false
 	}
-	b, err := preadAll(f.fd, lf.path)
+	err := preadWith(f.fd, lf.path, fn)
 	openFiles.release(f, gone(err))
-	return b, err == nil
+	return err == nil
 }
 
 // memLive are the files a memory resolution reads its counters from.
@@ -264,12 +265,9 @@ func (r *Reader) sample(e *memEntry) (Memory, Pids, bool) {
 	}
 	s := e.shmem.Load()
 	if time.Since(s.at) >= r.cache.lifetime() {
-		b, ok := e.live.stat.read()
-		if !ok {
-			return m, p, false
-		}
-		v, err := parseShmem(e.live.leaf, string(b), e.live.v2)
-		if err != nil {
+		var v uint64
+		var err error
+		if !e.live.stat.readWith(func(b []byte) { v, err = parseShmem(e.live.leaf, b, e.live.v2) }) || err != nil {
 			return m, p, false
 		}
 		s = &shmemSample{v: v, at: time.Now()}

@@ -14,6 +14,8 @@ import (
 	"github.com/seccompagent/seccompagent/handlers/sysinfo"
 	"github.com/seccompagent/seccompagent/limits"
 	"github.com/seccompagent/seccompagent/notify"
+	"github.com/seccompagent/seccompagent/test/harness"
+	"github.com/seccompagent/seccompagent/test/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,10 +109,29 @@ func TestKernelAnswersWithoutAllocating(t *testing.T) {
 	if err := reg.Register("sysinfo", &sysinfo.Handler{Limits: reader, Host: sysinfo.RealHost, ProcRoot: "/proc", Log: testLog()}); err != nil {
 		t.Fatal(err)
 	}
+	// The children run in a cgroup of their own with a memory limit, as a
+	// container does (a task in the root cgroup, as this test may be in the
+	// VM, has no counter files to keep open: each of its calls resolves).
+	testenv.RequireRoot(t)
+	cg, err := harness.NewPlainCgroup(harness.CgroupParent+"/notify-allocs-"+harness.UniqueID(), 256<<20, 100000, 100000)
+	if cg != nil {
+		defer harness.RemoveCgroupParent()
+		defer cg.Remove()
+	}
+	if err != nil {
+		t.Fatalf("cgroup for the children: %v", err)
+	}
 	allocs := func(calls int) uint64 {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		c := startChild(t, "bench:"+strconv.Itoa(calls))
+		// Its first call waits for the loop, which starts after the move.
+		for _, procs := range cg.Procs {
+			if err := os.WriteFile(procs, []byte(strconv.Itoa(c.cmd.Process.Pid)), 0); err != nil {
+				c.cmd.Process.Kill()
+				t.Fatalf("move the child into its cgroup: %v", err)
+			}
+		}
 		done := runLoop(c, reg, true)
 		if err := c.cmd.Wait(); err != nil {
 			t.Fatalf("child: %v", err)
